@@ -1,0 +1,103 @@
+"""Type stubs for imgpipe's Rust core (crate `imgcore/`). Checked by `python -m mypy.stubtest`."""
+
+from typing import Final, final
+
+__version__: Final[str]
+
+class ImageError(ValueError):
+    """Base of every image error; `code` is the PRODUCT.md error code."""
+
+    code: str
+
+class UnsupportedFormat(ImageError): ...  # code "unsupported_format"
+class CorruptImage(ImageError): ...  # code "corrupt_image"
+class ImageTooLarge(ImageError): ...  # code "image_too_large"
+
+@final
+class ImageInfo:
+    @property
+    def format(self) -> str: ...  # "jpeg" | "png" | "gif" | "webp" | "tiff"
+    @property
+    def width(self) -> int: ...  # as stored
+    @property
+    def height(self) -> int: ...
+    @property
+    def display_width(self) -> int: ...  # after EXIF orientation
+    @property
+    def display_height(self) -> int: ...
+    @property
+    def orientation(self) -> int: ...  # EXIF orientation 1..8 (1 when absent)
+    @property
+    def has_alpha(self) -> bool: ...
+    @property
+    def frame_count(self) -> int: ...
+    @property
+    def has_icc(self) -> bool: ...
+
+@final
+class Output:
+    @property
+    def name(self) -> str: ...  # "w640", "1920x1080", "1080x1920-cover"
+    @property
+    def format(self) -> str: ...  # "jpeg" | "webp"
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def data(self) -> bytes: ...
+
+@final
+class RawRendition:
+    @property
+    def name(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def channels(self) -> int: ...  # 3 (RGB) or 4 (RGBA, straight alpha)
+    @property
+    def pixels(self) -> bytes: ...
+
+@final
+class Palette:
+    @property
+    def colors(self) -> list[tuple[str, float]]: ...  # ("#rrggbb", share), share desc
+    @property
+    def seed(self) -> str: ...  # "#rrggbb"
+    @property
+    def thumbhash(self) -> str: ...  # standard base64
+
+@final
+class Processed:
+    @property
+    def info(self) -> ImageInfo: ...
+    @property
+    def outputs(self) -> list[Output]: ...
+    @property
+    def palette(self) -> Palette | None: ...
+    @property
+    def timings(self) -> dict[str, float]: ...  # seconds per stage, summed over threads
+
+# A rendition spec: (width, height or None, cover). (640, None, False) = width 640;
+# (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box, crop centred.
+_RenditionSpec = tuple[int, int | None, bool]
+
+def probe(data: bytes, *, max_pixels: int = 100_000_000) -> ImageInfo: ...
+def process(
+    data: bytes,
+    renditions: list[_RenditionSpec],
+    *,
+    palette: bool = True,
+    max_pixels: int = 100_000_000,
+    jpeg_quality: int = 82,
+    webp_quality: int = 80,
+    webp_method: int = 4,
+    formats: list[str] = ...,
+    threads: int = 1,
+) -> Processed: ...
+def render_raw(
+    data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000
+) -> list[RawRendition]: ...
+def palette_from_pixels(pixels: bytes, width: int, height: int, channels: int) -> Palette: ...
