@@ -1,0 +1,267 @@
+"""The state store on SQLite: images, jobs with per-task records, dead letters."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from imgpipe.local.sqlite import Database
+from imgpipe.model import DeadLetter, ImageRecord, JobRecord, State, TaskStatus
+
+_MIGRATIONS = (
+    """
+    CREATE TABLE images (
+        image_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        started_at REAL,
+        error_code TEXT,
+        error_message TEXT,
+        sweeps INTEGER NOT NULL DEFAULT 0,
+        result TEXT
+    );
+    CREATE INDEX images_state ON images (state, started_at);
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        name TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE job_tasks (
+        job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+        task_key TEXT NOT NULL,
+        image_id TEXT,
+        status TEXT NOT NULL,
+        PRIMARY KEY (job_id, task_key)
+    );
+    CREATE TABLE failed_tasks (
+        task_name TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        error_message TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_attempt_at REAL,
+        last_attempt_at REAL NOT NULL
+    );
+    CREATE INDEX failed_by_image ON failed_tasks (image_id)
+    """,
+)
+
+_JSON_FIELDS = {"source", "result"}
+_IMAGE_FIELDS = tuple(f.name for f in fields(ImageRecord))
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return None if value is None else json.dumps(value, sort_keys=True)
+    if isinstance(value, State):
+        return value.value
+    return value
+
+
+def _image(row: sqlite3.Row) -> ImageRecord:
+    values = {name: row[name] for name in _IMAGE_FIELDS}
+    values["state"] = State(values["state"])
+    for name in _JSON_FIELDS:
+        if values[name] is not None:
+            values[name] = json.loads(values[name])
+    return ImageRecord(**values)
+
+
+class SqliteStateStore:
+    def __init__(self, path: Path) -> None:
+        self._db = Database(path, _MIGRATIONS)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get_image(self, image_id: str) -> ImageRecord | None:
+        row = self._db.conn.execute(
+            "SELECT * FROM images WHERE image_id = ?", (image_id,)
+        ).fetchone()
+        return None if row is None else _image(row)
+
+    def insert_image(self, record: ImageRecord) -> tuple[ImageRecord, bool]:
+        columns = ", ".join(_IMAGE_FIELDS)
+        marks = ", ".join("?" for _ in _IMAGE_FIELDS)
+        values = [_encode(name, getattr(record, name)) for name in _IMAGE_FIELDS]
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO images ({columns}) VALUES ({marks})",  # noqa: S608
+                values,
+            )
+            row = conn.execute(
+                "SELECT * FROM images WHERE image_id = ?", (record.image_id,)
+            ).fetchone()
+        return _image(row), cursor.rowcount == 1
+
+    def transition(
+        self, image_id: str, expect: Iterable[State], changes: Mapping[str, Any]
+    ) -> ImageRecord | None:
+        unknown = set(changes) - set(_IMAGE_FIELDS)
+        if unknown or "image_id" in changes:
+            raise ValueError(f"cannot change {sorted(unknown | {'image_id'} & set(changes))}")
+        states = [State(s).value for s in expect]
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = [_encode(name, value) for name, value in changes.items()]
+        marks = ", ".join("?" for _ in states)
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE images SET {assignments} WHERE image_id = ? AND state IN ({marks})",  # noqa: S608
+                [*values, image_id, *states],
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = conn.execute("SELECT * FROM images WHERE image_id = ?", (image_id,)).fetchone()
+        return _image(row)
+
+    def delete_image(self, image_id: str) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute("DELETE FROM images WHERE image_id = ?", (image_id,))
+            conn.execute("DELETE FROM failed_tasks WHERE image_id = ?", (image_id,))
+        return cursor.rowcount == 1
+
+    def list_images(
+        self,
+        *,
+        state: State | None = None,
+        not_fingerprint: str | None = None,
+        started_before: float | None = None,
+        limit: int = 1000,
+    ) -> list[ImageRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state.value)
+        if not_fingerprint is not None:
+            clauses.append("fingerprint != ?")
+            params.append(not_fingerprint)
+        if started_before is not None:
+            clauses.append("started_at < ?")
+            params.append(started_before)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.conn.execute(
+            f"SELECT * FROM images {where} ORDER BY updated_at LIMIT ?",  # noqa: S608
+            [*params, limit],
+        ).fetchall()
+        return [_image(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._db.conn.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
+        counts = {state.value: 0 for state in State}
+        counts.update({row[0]: row[1] for row in rows})
+        return counts
+
+    def create_job(self, job_id: str, name: str | None, created_at: float) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, name, created_at) VALUES (?, ?, ?)",
+                (job_id, name, created_at),
+            )
+
+    def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO job_tasks (job_id, task_key, image_id, status)"
+                " VALUES (?, ?, ?, ?)",
+                (job_id, task_key, image_id, TaskStatus.PENDING.value),
+            )
+        return cursor.rowcount == 1
+
+    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE job_tasks SET status = ? WHERE job_id = ? AND task_key = ? AND status = ?",
+                (status.value, job_id, task_key, TaskStatus.PENDING.value),
+            )
+        return cursor.rowcount == 1
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        conn = self._db.conn
+        row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        counts = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT status, COUNT(*) FROM job_tasks WHERE job_id = ? GROUP BY status",
+                (job_id,),
+            )
+        }
+        return JobRecord(
+            job_id=row["job_id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            total_tasks=sum(counts.values()),
+            counts=counts,
+        )
+
+    def record_dead_letter(self, letter: DeadLetter) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO failed_tasks (task_name, image_id, error_code,"
+                " error_message, attempts, first_attempt_at, last_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    letter.task_name,
+                    letter.image_id,
+                    letter.error_code,
+                    letter.error_message,
+                    letter.attempts,
+                    letter.first_attempt_at,
+                    letter.last_attempt_at,
+                ),
+            )
+            conn.execute(
+                "UPDATE images SET state = ?, error_code = ?, error_message = ?,"
+                " attempts = MAX(attempts, ?), next_attempt_at = NULL, updated_at = ?"
+                " WHERE image_id = ? AND state IN (?, ?)",
+                (
+                    State.FAILED.value,
+                    letter.error_code,
+                    letter.error_message,
+                    letter.attempts,
+                    letter.last_attempt_at,
+                    letter.image_id,
+                    State.QUEUED.value,
+                    State.PROCESSING.value,
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._db.conn.execute(
+            "SELECT * FROM failed_tasks ORDER BY last_attempt_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [
+            DeadLetter(
+                image_id=row["image_id"],
+                task_name=row["task_name"],
+                error_code=row["error_code"],
+                error_message=row["error_message"],
+                attempts=row["attempts"],
+                first_attempt_at=row["first_attempt_at"],
+                last_attempt_at=row["last_attempt_at"],
+            )
+            for row in rows
+        ]
+
+    def remove_dead_letters(self, image_ids: Iterable[str]) -> int:
+        ids = list(image_ids)
+        with self._db.transaction() as conn:
+            removed = 0
+            for image_id in ids:
+                removed += conn.execute(
+                    "DELETE FROM failed_tasks WHERE image_id = ?", (image_id,)
+                ).rowcount
+        return removed

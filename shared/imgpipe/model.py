@@ -1,0 +1,110 @@
+"""The domain records and the image state machine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+# Which states each state may move to; every transition is a compare-and-set on the state.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.PROCESSING, State.FAILED, State.QUEUED}),
+    State.PROCESSING: frozenset({State.DONE, State.QUEUED, State.FAILED, State.PROCESSING}),
+    State.DONE: frozenset({State.QUEUED}),
+    State.FAILED: frozenset({State.QUEUED}),
+}
+
+
+def image_id_for(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def is_image_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    image_id: str
+    state: State
+    source: JsonDict  # {"path": ...} | {"object": ...}, plus "bytes"
+    fingerprint: str
+    created_at: float
+    updated_at: float
+    generation: int = 0  # bumped by every re-enqueue that must not collide with a tombstone
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    started_at: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    sweeps: int = 0
+    result: JsonDict | None = None  # metadata.json content once done
+
+    def evolve(self, **changes: Any) -> ImageRecord:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    job_id: str
+    name: str | None
+    created_at: float
+    total_tasks: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ("done", "skipped", "failed"))
+
+    def to_json(self) -> JsonDict:
+        total = self.total_tasks
+        done = self.finished
+        return {
+            "id": self.job_id,
+            "name": self.name,
+            "status": "done" if total and done >= total else ("empty" if not total else "running"),
+            "total_tasks": total,
+            "completed_tasks": self.counts.get("done", 0),
+            "failed_tasks": self.counts.get("failed", 0),
+            "skipped_tasks": self.counts.get("skipped", 0),
+            "progress_percentage": round(100.0 * done / total, 1) if total else 100.0,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    image_id: str
+    task_name: str
+    error_code: str
+    error_message: str
+    attempts: int
+    first_attempt_at: float | None
+    last_attempt_at: float
+
+    def to_json(self) -> JsonDict:
+        return {
+            "image_id": self.image_id,
+            "task_name": self.task_name,
+            "error": {"code": self.error_code, "message": self.error_message},
+            "attempts": self.attempts,
+            "first_attempt_at": self.first_attempt_at,
+            "last_attempt_at": self.last_attempt_at,
+        }

@@ -1,0 +1,121 @@
+"""The three ports the pipeline talks to. Adapters live in `imgpipe.local` and `imgpipe.gcp`;
+the pipeline imports only these Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from imgpipe.model import DeadLetter, ImageRecord, JobRecord, State, TaskStatus
+
+
+class Clock(Protocol):
+    """Wall-clock seconds since the epoch; injectable so tests never sleep for minutes."""
+
+    def now(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One task as Cloud Tasks would carry it: a named HTTP POST to one of imgpipe's targets."""
+
+    queue: str  # "high" | "normal"
+    name: str  # task id: [A-Za-z0-9_-]{1,500}, hashed prefix
+    target: str  # "worker" | "failure"
+    body: bytes  # JSON; references only, never image bytes
+    schedule_time: float | None = None  # epoch seconds; None or past = now
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    name: str
+    state: str  # "RUNNING" | "PAUSED"
+    depth: int | None  # tasks not yet finished (None where unknown)
+    in_flight: int | None  # tasks being dispatched right now
+
+
+class TaskQueue(Protocol):
+    def create(self, task: TaskRequest) -> bool:
+        """Create the task; False when the name exists or existed recently (ALREADY_EXISTS).
+        Raises `TransientError` when the queue service is unreachable."""
+        ...
+
+    def stats(self) -> list[QueueStats]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    path: str
+    size: int
+
+
+class BlobStore(Protocol):
+    def put(
+        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
+    ) -> bool:
+        """Create-once write; False when the object already exists (left unchanged)."""
+        ...
+
+    def get(self, path: str) -> bytes:
+        """Raises `NotFound` when absent."""
+        ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    def list(self, prefix: str) -> Iterator[BlobInfo]: ...
+
+    def url(self, path: str) -> str: ...
+
+
+class StateStore(Protocol):
+    """Image, job and dead-letter records; every transition a compare-and-set. Raises
+    `TransientError` when the store cannot be reached."""
+
+    def get_image(self, image_id: str) -> ImageRecord | None: ...
+
+    def insert_image(self, record: ImageRecord) -> tuple[ImageRecord, bool]:
+        """Insert unless present; returns the stored record and whether it was created."""
+        ...
+
+    def transition(
+        self, image_id: str, expect: Iterable[State], changes: Mapping[str, Any]
+    ) -> ImageRecord | None:
+        """Apply `changes` (ImageRecord field names) only if the current state is in
+        `expect`; returns the new record, or None when the precondition failed."""
+        ...
+
+    def delete_image(self, image_id: str) -> bool: ...
+
+    def list_images(
+        self,
+        *,
+        state: State | None = None,
+        not_fingerprint: str | None = None,
+        started_before: float | None = None,
+        limit: int = 1000,
+    ) -> list[ImageRecord]: ...
+
+    def count_by_state(self) -> dict[str, int]: ...
+
+    def create_job(self, job_id: str, name: str | None, created_at: float) -> None: ...
+
+    def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
+        """A per-task record (task_key unique within the job); False when already there."""
+        ...
+
+    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
+        """Pending -> terminal only, so a task run twice counts once."""
+        ...
+
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    def record_dead_letter(self, letter: DeadLetter) -> bool:
+        """Store it (idempotent by task name) and mark the image failed, atomically."""
+        ...
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    def remove_dead_letters(self, image_ids: Iterable[str]) -> int: ...

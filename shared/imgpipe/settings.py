@@ -1,0 +1,148 @@
+"""Settings read once from the environment into one frozen object that is passed explicitly.
+Nothing else in imgpipe reads `os.environ`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from imgpipe.errors import ConfigError
+from imgpipe.renditions import RenditionSpec, parse_specs
+
+DEFAULT_RENDITIONS = "320,640,1280,1920,3840"
+JPEG_QUALITY = 82
+WEBP_QUALITY = 80
+WEBP_METHOD = 4
+OUTPUT_FORMATS = ("jpeg", "webp")
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    backend: str = "local"
+    data_dir: Path = Path(".imgpipe")
+    api_token: str | None = None
+    task_auth: str = "secret"
+    task_secret: str | None = None
+    oidc_audience: str | None = None
+    tasks_service_account: str | None = None
+    project: str | None = None
+    location: str = "us-central1"
+    bucket: str | None = None
+    upload_bucket: str | None = None
+    queue: str = "normal"
+    queue_high: str = "high"
+    worker_url: str | None = None
+    failure_url: str | None = None
+    max_attempts: int = 5
+    renditions: tuple[RenditionSpec, ...] = field(
+        default_factory=lambda: parse_specs(DEFAULT_RENDITIONS)
+    )
+    max_pixels: int = 100_000_000
+    max_upload_bytes: int = 30 * 1024 * 1024
+    cloud_tasks_emulator_host: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            backend=reader.get("IMGPIPE_BACKEND", "local", _choice("local", "gcp")),
+            data_dir=Path(reader.get("IMGPIPE_DATA_DIR", ".imgpipe", str)),
+            api_token=reader.optional("IMGPIPE_API_TOKEN"),
+            task_auth=reader.get("IMGPIPE_TASK_AUTH", "secret", _choice("secret", "oidc")),
+            task_secret=reader.optional("IMGPIPE_TASK_SECRET"),
+            oidc_audience=reader.optional("IMGPIPE_OIDC_AUDIENCE"),
+            tasks_service_account=reader.optional("IMGPIPE_TASKS_SERVICE_ACCOUNT"),
+            project=reader.optional("GOOGLE_CLOUD_PROJECT"),
+            location=reader.get("IMGPIPE_LOCATION", "us-central1", str),
+            bucket=reader.optional("IMGPIPE_BUCKET"),
+            upload_bucket=reader.optional("IMGPIPE_UPLOAD_BUCKET"),
+            queue=reader.get("IMGPIPE_QUEUE", "normal", str),
+            queue_high=reader.get("IMGPIPE_QUEUE_HIGH", "high", str),
+            worker_url=reader.optional("IMGPIPE_WORKER_URL"),
+            failure_url=reader.optional("IMGPIPE_FAILURE_URL"),
+            max_attempts=reader.get("IMGPIPE_MAX_ATTEMPTS", 5, _int_range(1, 100)),
+            renditions=reader.get("IMGPIPE_RENDITIONS", DEFAULT_RENDITIONS, parse_specs),
+            max_pixels=reader.get("IMGPIPE_MAX_PIXELS", 100_000_000, _int_range(1, 2**40)),
+            max_upload_bytes=reader.get(
+                "IMGPIPE_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, _int_range(1, 2**40)
+            ),
+            cloud_tasks_emulator_host=reader.optional("CLOUD_TASKS_EMULATOR_HOST"),
+        )
+        if settings.backend == "gcp":
+            _require_gcp(settings)
+        return settings
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies everything that changes the outputs; stored with each image so that
+        `reprocess` can find images rendered under another configuration."""
+        config = {
+            "renditions": [spec.text for spec in self.renditions],
+            "formats": OUTPUT_FORMATS,
+            "jpeg": JPEG_QUALITY,
+            "webp": [WEBP_QUALITY, WEBP_METHOD],
+            "palette": 1,
+        }
+        blob = json.dumps(config, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.replace("_", ""))
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer in {low}..{high}")
+        return value
+
+    return parse
+
+
+def _require_gcp(settings: Settings) -> None:
+    required = {
+        "GOOGLE_CLOUD_PROJECT": settings.project,
+        "IMGPIPE_BUCKET": settings.bucket,
+        "IMGPIPE_API_TOKEN": settings.api_token,
+        "IMGPIPE_WORKER_URL": settings.worker_url,
+        "IMGPIPE_FAILURE_URL": settings.failure_url,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if settings.task_auth == "secret" and not settings.task_secret:
+        missing.append("IMGPIPE_TASK_SECRET")
+    if missing:
+        raise ConfigError(f"IMGPIPE_BACKEND=gcp needs {', '.join(missing)}")
