@@ -70,7 +70,9 @@ class Settings:
             worker_url=reader.optional("IMGPIPE_WORKER_URL"),
             failure_url=reader.optional("IMGPIPE_FAILURE_URL"),
             max_attempts=reader.get("IMGPIPE_MAX_ATTEMPTS", 5, _int_range(1, 100)),
-            renditions=reader.get("IMGPIPE_RENDITIONS", DEFAULT_RENDITIONS, parse_specs),
+            renditions=reader.get(
+                "IMGPIPE_RENDITIONS", parse_specs(DEFAULT_RENDITIONS), parse_specs
+            ),
             max_pixels=reader.get("IMGPIPE_MAX_PIXELS", 100_000_000, _int_range(1, 2**40)),
             max_upload_bytes=reader.get(
                 "IMGPIPE_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, _int_range(1, 2**40)
