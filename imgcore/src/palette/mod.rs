@@ -1,5 +1,22 @@
 //! Colour palette: dominant colours, the Material You seed colour, a ThumbHash.
-//! (Interface placeholder: the real implementation replaces the body, not the signature.)
+//!
+//! The seed follows material-color-utilities' C++ port (what the PyPI package wraps):
+//! QuantizerCelebi (Wu, then WSMeans, at most 128 colours) followed by Score.
+
+mod cam16;
+mod lab;
+mod score;
+mod thumb;
+mod wsmeans;
+mod wu;
+
+use lab::{Argb, Lab};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Colour budget of upstream's image quantization for theming.
+const SEED_MAX_COLORS: usize = 128;
+const DOMINANT_MAX_COLORS: usize = 8;
 
 /// The palette of one image, computed from a small rendition (straight RGBA8).
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +31,207 @@ pub struct PaletteResult {
 
 /// `rgba` holds `width * height` straight-alpha RGBA8 pixels (at most 100x100 for the
 /// ThumbHash; callers pass a thumbnail).
+///
+/// Never panics: a buffer shorter than `width * height * 4` is read as its complete rows,
+/// and an image without opaque pixels gets no colours and the fallback seed.
 pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
-    let _ = (rgba, width, height);
-    PaletteResult { colors: Vec::new(), seed: [0x42, 0x85, 0xF4], thumbhash: String::new() }
+    let width = width as usize;
+    let rows = if width == 0 {
+        0
+    } else {
+        (height as usize).min(rgba.len() / 4 / width)
+    };
+    let rgba = &rgba[..width * rows * 4];
+
+    let distinct = distinct_opaque_colors(rgba);
+    let points: Vec<Lab> = distinct
+        .iter()
+        .map(|&(argb, _)| Lab::from_argb(argb))
+        .collect();
+    let counts: Vec<u32> = distinct.iter().map(|&(_, count)| count).collect();
+    let histogram = wu::Histogram::new(&distinct);
+
+    let seed = seed_color(&histogram, &points, &counts);
+    let colors = dominant_colors(&histogram, &points, &counts);
+
+    PaletteResult {
+        colors,
+        seed: lab::rgb_from_argb(seed),
+        thumbhash: thumb::thumbhash_base64(rgba, width, rows),
+    }
+}
+
+/// QuantizerCelebi + Score, as upstream's `SourceColorFromImage`.
+fn seed_color(histogram: &wu::Histogram, points: &[Lab], counts: &[u32]) -> Argb {
+    let starting = histogram.quantize(SEED_MAX_COLORS);
+    let mut clusters = wsmeans::quantize(
+        points,
+        counts,
+        &starting,
+        SEED_MAX_COLORS,
+        wsmeans::Start::Upstream,
+    );
+    clusters.sort_unstable_by_key(|&(argb, _)| argb);
+    score::ranked_suggestions(&clusters, 4)
+        .first()
+        .copied()
+        .unwrap_or(score::FALLBACK)
+}
+
+/// The dominant colours come from their own 8-colour Wu + k-means run rather than from
+/// merging the 128 seed clusters: Wu's first 8 cuts already split the histogram where the
+/// variance is, k-means then centres each cluster on its pixels' mean (weighted by count),
+/// so the colours are real averages with exact shares, and the extra run is cheap since it
+/// reuses the histogram and the Lab points. Points start in their nearest cluster instead
+/// of upstream's pseudo-random one, which only matters for reproducing the seed.
+fn dominant_colors(
+    histogram: &wu::Histogram,
+    points: &[Lab],
+    counts: &[u32],
+) -> Vec<([u8; 3], f32)> {
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let starting = histogram.quantize(DOMINANT_MAX_COLORS);
+    let mut clusters = wsmeans::quantize(
+        points,
+        counts,
+        &starting,
+        DOMINANT_MAX_COLORS,
+        wsmeans::Start::Nearest,
+    );
+    clusters.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    clusters
+        .into_iter()
+        .map(|(argb, count)| {
+            (
+                lab::rgb_from_argb(argb),
+                (f64::from(count) / total as f64) as f32,
+            )
+        })
+        .collect()
+}
+
+/// Distinct fully opaque colours (upstream ignores any pixel with alpha < 255) with their
+/// pixel counts, in order of first appearance: WSMeans' pseudo-random start is drawn in
+/// that order, so it must match upstream's.
+fn distinct_opaque_colors(rgba: &[u8]) -> Vec<(Argb, u32)> {
+    let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> = HashMap::default();
+    let mut distinct: Vec<(Argb, u32)> = Vec::new();
+    for px in rgba.chunks_exact(4) {
+        if px[3] != 255 {
+            continue;
+        }
+        let argb = lab::argb_from_rgb(px[0], px[1], px[2]);
+        let slot = *index.entry(argb).or_insert_with(|| {
+            distinct.push((argb, 0));
+            distinct.len() - 1
+        });
+        distinct[slot].1 = distinct[slot].1.saturating_add(1);
+    }
+    distinct
+}
+
+/// The default SipHash costs more than the rest of the distinct-colour pass; keys are
+/// pixel colours, not attacker-chosen, so a multiplicative hash is enough.
+#[derive(Default)]
+struct ColorHasher(u64);
+
+impl Hasher for ColorHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        let h = (self.0 ^ u64::from(value)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(pixels: &[[u8; 4]]) -> Vec<u8> {
+        pixels.iter().flatten().copied().collect()
+    }
+
+    #[test]
+    fn two_solid_colours_with_their_shares() {
+        let mut px = vec![[255, 0, 0, 255]; 75];
+        px.extend(vec![[0, 0, 255, 255]; 25]);
+        let result = compute(&image(&px), 10, 10);
+        assert_eq!(
+            result.colors,
+            vec![([255, 0, 0], 0.75), ([0, 0, 255], 0.25)]
+        );
+        assert_eq!(result.seed, [255, 0, 0]);
+        assert!(!result.thumbhash.is_empty());
+    }
+
+    #[test]
+    fn transparent_pixels_are_ignored() {
+        let mut px = vec![[0, 200, 0, 255]; 30];
+        px.extend(vec![[255, 0, 0, 254]; 70]);
+        let result = compute(&image(&px), 10, 10);
+        assert_eq!(result.colors, vec![([0, 200, 0], 1.0)]);
+        assert_eq!(result.seed, [0, 200, 0]);
+    }
+
+    #[test]
+    fn greyscale_falls_back_to_google_blue() {
+        let px: Vec<[u8; 4]> = (0..=255u8).map(|v| [v, v, v, 255]).collect();
+        let result = compute(&image(&px), 16, 16);
+        assert_eq!(result.seed, [0x42, 0x85, 0xF4]);
+        assert!(!result.colors.is_empty() && result.colors.len() <= 8);
+        let total: f32 = result.colors.iter().map(|c| c.1).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        assert!(result.colors.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
+    #[test]
+    fn degenerate_inputs_do_not_panic() {
+        let blue = [0x42, 0x85, 0xF4];
+        for (rgba, w, h) in [
+            (vec![], 0, 0),
+            (vec![], 10, 10),
+            (vec![1, 2, 3], 1, 1),
+            (vec![0; 4 * 9], 3, 3),
+            (vec![9; 4 * 9], 0, 9),
+            (vec![255; 4 * 5], u32::MAX, u32::MAX),
+        ] {
+            let result = compute(&rgba, w, h);
+            assert_eq!(result.seed, blue);
+        }
+        let one = compute(&[200, 30, 30, 255], 1, 1);
+        assert_eq!(one.colors, vec![([200, 30, 30], 1.0)]);
+        assert_eq!(one.seed, [200, 30, 30]);
+        assert!(compute(&[0; 4 * 9], 3, 3).colors.is_empty());
+    }
+
+    #[test]
+    fn many_colours_stay_within_eight() {
+        let px: Vec<[u8; 4]> = (0..112 * 112u32)
+            .map(|i| {
+                [
+                    (i % 112 * 2) as u8,
+                    (i / 112 * 2) as u8,
+                    (i * 7 % 256) as u8,
+                    255,
+                ]
+            })
+            .collect();
+        let result = compute(&image(&px), 112, 112);
+        assert_eq!(result.colors.len(), 8);
+        let total: f32 = result.colors.iter().map(|c| c.1).sum();
+        assert!((total - 1.0).abs() < 1e-4);
+        assert!(!result.thumbhash.is_empty());
+    }
 }
