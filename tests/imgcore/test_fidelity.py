@@ -1,0 +1,120 @@
+"""Pixel fidelity against Pillow (PRODUCT.md "Quality bar").
+
+Reference: Image.open -> ImageOps.exif_transpose -> ImageCms.profileToProfile(embedded ICC ->
+sRGB, default intent) -> 8-bit RGB/RGBA -> resize(LANCZOS) with the same geometry (cover:
+crop box in floating point, then resize). See `_reference.open_reference`.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+import pytest
+from _reference import (
+    BIG_COVER,
+    BOX,
+    COVER,
+    Entry,
+    check_size,
+    entries,
+    expected_geometry,
+    fidelity_psnr,
+    flatten_white,
+    opaque_mask,
+    open_reference,
+    pillow_jpeg,
+    psnr,
+    raw_to_array,
+    reference_rendition,
+    source_has_alpha,
+)
+from PIL import Image
+
+from imgpipe import _imgcore
+
+MIN_PSNR = 35.0
+JPEG_MARGIN = 2.0
+CMYK = "cmyk_park_icc.jpg"
+SPECS: list[tuple[int, int | None, bool]] = [
+    (320, None, False),
+    (1280, None, False),
+    BOX,
+    COVER,
+    BIG_COVER,
+]
+# The 99.6 MP file is one solid colour: one downscale checks it; the full set would only cost
+# minutes of Pillow LANCZOS on 100 MP.
+SPECS_FOR = {"huge_9643x10328.jpg": [(320, None, False)]}
+
+CASES = [
+    (e, spec) for e in entries("ok") if e.file != CMYK for spec in SPECS_FOR.get(e.file, SPECS)
+]
+
+
+def case_id(case: tuple[Entry, tuple[int, int | None, bool]]) -> str:
+    e, (w, h, cover) = case
+    return f"{e.file}-{w}x{h}{'-cover' if cover else ''}"
+
+
+@functools.lru_cache(maxsize=2)
+def reference(name: str) -> Image.Image:
+    e = next(x for x in entries("ok") if x.file == name)
+    return open_reference(e.data())
+
+
+def render(e: Entry, spec: tuple[int, int | None, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """imgcore raw pixels, and the Pillow reference at the same size (size checked first)."""
+    (raw,) = _imgcore.render_raw(e.data(), [spec])
+    dw, dh = e.display_size
+    g = expected_geometry(spec, dw, dh)
+    assert raw.name == g.name
+    assert check_size(g, raw.width, raw.height, dw, dh) == []
+    assert raw.channels == (4 if source_has_alpha(e) else 3)
+    got = raw_to_array(raw.pixels, raw.width, raw.height, raw.channels)
+    ref = reference_rendition(reference(e.file), g, raw.width, raw.height)
+    return got, ref
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_raw_psnr_vs_pillow(case: tuple[Entry, tuple[int, int | None, bool]]) -> None:
+    e, spec = case
+    got, ref = render(e, spec)
+    score = fidelity_psnr(got, ref)
+    assert score >= MIN_PSNR, f"{e.file} {spec}: PSNR {score:.2f} dB < {MIN_PSNR}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_jpeg_close_to_pillow_q82(case: tuple[Entry, tuple[int, int | None, bool]]) -> None:
+    e, spec = case
+    res = _imgcore.process(e.data(), [spec], formats=["jpeg"], palette=False)
+    (out,) = res.outputs
+    g = expected_geometry(spec, *e.display_size)
+    ref = reference_rendition(reference(e.file), g, out.width, out.height)
+    mask = opaque_mask(ref)
+    if mask is not None and not mask.any():  # no opaque pixel: the JPEG is the white composite
+        mask = None
+    ref_rgb = flatten_white(ref)
+    ours = np.asarray(Image.open(io.BytesIO(out.data)).convert("RGB"))
+    theirs = pillow_jpeg(ref_rgb)
+    ours_db = psnr(ours, ref_rgb, mask)
+    pillow_db = psnr(theirs, ref_rgb, mask)
+    assert ours_db >= pillow_db - JPEG_MARGIN, (
+        f"{e.file} {spec}: imgcore JPEG {ours_db:.2f} dB vs Pillow q82 {pillow_db:.2f} dB"
+    )
+
+
+@pytest.mark.parametrize("spec", [(320, None, False), (500, None, False), COVER])
+def test_cmyk_no_gross_errors(spec: tuple[int, int | None, bool]) -> None:
+    """CMYK is exempt from the dB bar; only inverted/swapped channels or wrong geometry count."""
+    e = next(x for x in entries("ok") if x.file == CMYK)
+    got, ref = render(e, spec)
+    g = got.astype(np.float64)
+    r = ref.astype(np.float64)
+    assert psnr(got, ref) > 15.0
+    for c in range(3):
+        mean_diff = abs(g[..., c].mean() - r[..., c].mean())
+        assert mean_diff < 25.0, f"channel {c}: mean differs by {mean_diff:.1f}"
+        corr = float(np.corrcoef(g[..., c].ravel(), r[..., c].ravel())[0, 1])
+        assert corr > 0.9, f"channel {c}: correlation {corr:.3f}"
