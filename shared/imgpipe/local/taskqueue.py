@@ -18,12 +18,12 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from imgpipe.local.sqlite import Database
 from imgpipe.ports import Clock, QueueStats, TaskRequest
@@ -105,6 +105,14 @@ class Lease:
     lease_id: int
     lease_expires: float
     dispatch_deadline: float
+
+
+class Outcome(NamedTuple):
+    """The answer to one dispatch: `status_code` None = no response at all."""
+
+    lease: Lease
+    status_code: int | None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,56 +381,77 @@ class SqliteTaskQueue:
         """Record the outcome of a dispatch: `status_code` None = no response (connection
         error, timeout). Returns None when the lease is no longer current (it expired and was
         retried, or the task was deleted or purged): that answer is ignored."""
+        return self.complete_many([Outcome(lease, status_code, error)])[0]
+
+    def complete_many(self, outcomes: Sequence[Outcome]) -> list[Finished | Rescheduled | None]:
+        """`complete` for a batch, in one transaction (one commit instead of one per task)."""
+        if not outcomes:
+            return []
         now = self._clock.now()
+        results: list[Finished | Rescheduled | None] = []
         with self._tx() as conn:
-            row = conn.execute(
-                f"SELECT {_LEASE_COLUMNS} FROM tasks "  # noqa: S608
-                "WHERE queue = ? AND name = ? AND lease_id = ? AND lease_expires IS NOT NULL",
-                (lease.queue, lease.name, lease.lease_id),
-            ).fetchone()
-            if row is None:
-                return None
-            cfg = _parse_config(self._queue_row(conn, lease.queue)["config"])
-            responses = row["response_count"] + (status_code is not None)
-            if status_code is not None and 200 <= status_code < 300:
-                self._delete(conn, cfg, lease.name, now)
-                result: Finished | Rescheduled = self._finished(cfg, row, status_code, "", False)
-            else:
-                result = self._fail(
-                    conn, cfg, row, at=now, status=status_code, error=error, responses=responses
+            configs: dict[str, QueueConfig] = {}
+            for lease, status_code, error in outcomes:
+                row = conn.execute(
+                    f"SELECT {_LEASE_COLUMNS} FROM tasks "  # noqa: S608
+                    "WHERE queue = ? AND name = ? AND lease_id = ? AND lease_expires IS NOT NULL",
+                    (lease.queue, lease.name, lease.lease_id),
+                ).fetchone()
+                if row is None:
+                    results.append(None)
+                    continue
+                cfg = configs.get(lease.queue)
+                if cfg is None:
+                    cfg = _parse_config(self._queue_row(conn, lease.queue)["config"])
+                    configs[lease.queue] = cfg
+                if status_code is not None and 200 <= status_code < 300:
+                    self._delete(conn, cfg, lease.name, now)
+                    results.append(self._finished(cfg, row, status_code, "", False))
+                    continue
+                responses = row["response_count"] + (status_code is not None)
+                results.append(
+                    self._fail(
+                        conn, cfg, row, at=now, status=status_code, error=error, responses=responses
+                    )
                 )
         self._notify()
-        return result
+        return results
 
     def next_due(self, queue: str) -> Due | None:
         """None when the queue holds nothing it could dispatch (empty, or paused with no forced
         task; expired leases still count, they must be reaped)."""
+        now = self._clock.now()
         conn = self._db.conn
         row = conn.execute(
             "SELECT config, state, tokens, tokens_at FROM queues WHERE name = ?", (queue,)
         ).fetchone()
         if row is None:
             raise UnknownQueue(queue)
-        forced, waiting, expiry = conn.execute(
+        forced, waiting, expiry, in_flight = conn.execute(
             "SELECT (SELECT min(schedule_time) FROM tasks "
             "        WHERE queue = ?1 AND forced = 1 AND lease_expires IS NULL), "
             "       (SELECT min(schedule_time) FROM tasks "
             "        WHERE queue = ?1 AND lease_expires IS NULL), "
-            "       (SELECT min(lease_expires) FROM tasks WHERE queue = ?1)",
-            (queue,),
+            "       (SELECT min(lease_expires) FROM tasks WHERE queue = ?1), "
+            "       (SELECT count(*) FROM tasks WHERE queue = ?1 AND lease_expires > ?2)",
+            (queue, now),
         ).fetchone()
         if row["state"] != RUNNING:
             waiting = forced
         candidates = [t for t in (forced, waiting, expiry) if t is not None]
         if not candidates:
             return None
-        task_at = min(candidates)
-        dispatch_at = task_at
-        cfg = _parse_config(row["config"])
-        rate = cfg.rate.max_dispatches_per_second
-        if forced is None and math.isfinite(rate) and row["tokens"] < 1:
-            dispatch_at = max(task_at, row["tokens_at"] + (1 - row["tokens"]) / rate)
-        return Due(task_at, dispatch_at)
+        dispatchable = [t for t in (forced, expiry) if t is not None]
+        if waiting is not None and waiting != forced:
+            cfg = _parse_config(row["config"])
+            rate = cfg.rate.max_dispatches_per_second
+            ready_at = waiting
+            if math.isfinite(rate) and row["tokens"] < 1:
+                ready_at = max(ready_at, row["tokens_at"] + (1 - row["tokens"]) / rate)
+            if in_flight >= cfg.rate.max_concurrent_dispatches and expiry is not None:
+                ready_at = max(ready_at, expiry)  # or sooner, when a dispatch completes
+            dispatchable.append(ready_at)
+        return Due(min(candidates), min(dispatchable))
 
     # -- internals ---------------------------------------------------------------------------
 
