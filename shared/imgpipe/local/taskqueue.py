@@ -38,7 +38,9 @@ TASK_LIFETIME = 31 * 86400.0  # Cloud Tasks deletes any task this long after cre
 MAX_BODY_BYTES = 100 * 1024
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 _HOUSEKEEPING_EVERY = 512  # write operations between sweeps of expired tombstones and tasks
-_EPSILON = 1e-9  # float noise in token refills (0.1 s x 50/s must give 5 tokens, not 4.999)
+# Epoch seconds carry ~2e-7 s of float noise, times up to 500/s: a refill that should give a
+# whole token may come out a little short of it.
+_EPSILON = 1e-3
 
 _MIGRATIONS = (
     """
@@ -446,8 +448,8 @@ class SqliteTaskQueue:
             cfg = _parse_config(row["config"])
             rate = cfg.rate.max_dispatches_per_second
             ready_at = waiting
-            if math.isfinite(rate) and row["tokens"] < 1:
-                ready_at = max(ready_at, row["tokens_at"] + (1 - row["tokens"]) / rate)
+            if math.isfinite(rate) and row["tokens"] + _EPSILON < 1:
+                ready_at = max(ready_at, row["tokens_at"] + (1 - _EPSILON - row["tokens"]) / rate)
             if in_flight >= cfg.rate.max_concurrent_dispatches and expiry is not None:
                 ready_at = max(ready_at, expiry)  # or sooner, when a dispatch completes
             dispatchable.append(ready_at)
