@@ -179,6 +179,7 @@ class Dispatcher:
             self._thread.join()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._record()
+        self._queue.remove_listener(self._wake)
 
     def run_until_idle(
         self, *, wait_for_scheduled: bool = False, timeout: float | None = None

@@ -220,6 +220,11 @@ class SqliteTaskQueue:
         with self._lock:
             self._listeners.append(event)
 
+    def remove_listener(self, event: threading.Event) -> None:
+        with self._lock:
+            if event in self._listeners:
+                self._listeners.remove(event)
+
     # -- ports.TaskQueue ---------------------------------------------------------------------
 
     def create(self, task: TaskRequest) -> bool:
@@ -466,7 +471,7 @@ class SqliteTaskQueue:
             yield conn
 
     def _notify(self) -> None:
-        for event in self._listeners:
+        for event in tuple(self._listeners):
             event.set()
 
     def _queue_row(self, conn: sqlite3.Connection, name: str) -> sqlite3.Row:
