@@ -88,11 +88,31 @@ class ConfigError(Exception):
     """A missing or malformed setting; raised at start-up, names the variable."""
 
 
-_PERMANENT_BY_CODE: dict[str, type[PermanentError]] = {
-    cls.code: cls for cls in (UnsupportedFormat, CorruptImage, ImageTooLarge, FileTooLarge)
+_PERMANENT = (UnsupportedFormat, CorruptImage, ImageTooLarge, FileTooLarge)
+_BY_CODE: dict[str, type[PipelineError]] = {
+    cls.code: cls
+    for cls in (
+        *_PERMANENT,
+        TransientError,
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        RateLimited,
+        Internal,
+    )
 }
 
 
 def permanent_from_code(code: str, message: str) -> PermanentError:
-    """Rebuild a permanent error from its code (imgcore exceptions, stored records)."""
-    return _PERMANENT_BY_CODE.get(code, CorruptImage)(message)
+    """Rebuild a permanent error from an imgcore exception's code."""
+    cls = _BY_CODE.get(code)
+    if cls is None or not issubclass(cls, PermanentError):
+        return CorruptImage(message)
+    return cls(message)
+
+
+def from_code(code: str, message: str) -> PipelineError:
+    """Rebuild any error from a stored code and message."""
+    return _BY_CODE.get(code, Internal)(message)

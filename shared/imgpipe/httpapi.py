@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from imgpipe import pipeline
-from imgpipe.auth import ApiAuth, TaskAuth
+from imgpipe import pipeline, tasks
+from imgpipe.auth import ApiAuth, TaskAuth, lower_keys
 from imgpipe.errors import (
     FileTooLarge,
     Internal,
@@ -22,7 +22,7 @@ from imgpipe.errors import (
     NotFound,
     PipelineError,
 )
-from imgpipe.model import TaskStatus, is_image_id
+from imgpipe.model import is_image_id
 from imgpipe.settings import CACHE_CONTROL
 
 log = logging.getLogger("imgpipe.http")
@@ -102,7 +102,7 @@ def api_blueprint(
     def _check_key() -> None:
         if request.path.startswith("/files/"):
             return  # renditions are public, immutable content (as in a public bucket)
-        auth.check(request.headers)
+        auth.check(lower_keys(request.headers.items()))
 
     @bp.post("/upload")
     def upload() -> Response:
@@ -232,49 +232,24 @@ def api_blueprint(
     return bp
 
 
-def task_context(headers: Any) -> pipeline.TaskContext:
-    def number(name: str) -> int:
-        raw = headers.get(name, "0")
-        try:
-            return max(0, int(raw))
-        except ValueError:
-            raise InvalidRequest(f"{name} must be an integer") from None
-
-    return pipeline.TaskContext(
-        name=headers.get("X-CloudTasks-TaskName", "direct"),
-        queue=headers.get("X-CloudTasks-QueueName", ""),
-        retry_count=number("X-CloudTasks-TaskRetryCount"),
-        execution_count=number("X-CloudTasks-TaskExecutionCount"),
-    )
-
-
 def tasks_blueprint(get_svc: Callable[[], pipeline.Services], auth: TaskAuth) -> Blueprint:
     bp = Blueprint("tasks", __name__)
 
     @bp.before_request
     def _check_task_auth() -> None:
-        auth.check(request.headers)
+        auth.check(lower_keys(request.headers.items()))
 
     @bp.post("/tasks/process")
     def process() -> Response:
-        svc = get_svc()
-        ctx = task_context(request.headers)
-        if not ctx.queue:
-            ctx = pipeline.TaskContext(ctx.name, svc.settings.queue, ctx.retry_count)
-        outcome = pipeline.process_task(svc, request.get_data(cache=False), ctx)
-        body: dict[str, Any] = {"image_id": outcome.image_id}
-        if outcome.status is None:
-            err = outcome.error or Internal("task failed")
-            return error_response(err.code, err.message, err.status)
-        body["status"] = outcome.status.value
-        if outcome.status is TaskStatus.FAILED and outcome.error is not None:
-            body["error"] = {"code": outcome.error.code, "message": outcome.error.message}
-        return json_response(body)
+        status, body = tasks.process(
+            get_svc(), lower_keys(request.headers.items()), request.get_data(cache=False)
+        )
+        return json_response(body, status)
 
     @bp.post("/tasks/failed")
     def failed() -> Response:
-        created = pipeline.record_failure(get_svc(), request.get_data(cache=False))
-        return json_response({"recorded": True, "new": created})
+        status, body = tasks.record_failure(get_svc(), request.get_data(cache=False))
+        return json_response(body, status)
 
     return bp
 

@@ -153,24 +153,24 @@ def enqueue_image(
     )
 
 
-def requeue(svc: Services, record: ImageRecord, *, reason: str) -> ImageRecord | None:
+def requeue(
+    svc: Services, record: ImageRecord, *, source: JsonDict | None = None
+) -> ImageRecord | None:
     """Back to `queued` under a new generation, so the new task's name avoids the tombstone
-    of the old one."""
-    del reason
-    return svc.state.transition(
-        record.image_id,
-        [record.state],
-        {
-            "state": State.QUEUED,
-            "generation": record.generation + 1,
-            "fingerprint": svc.settings.fingerprint,
-            "attempts": 0,
-            "next_attempt_at": None,
-            "error_code": None,
-            "error_message": None,
-            "updated_at": svc.clock.now(),
-        },
-    )
+    of the old one. None when the record changed state meanwhile."""
+    changes: dict[str, Any] = {
+        "state": State.QUEUED,
+        "generation": record.generation + 1,
+        "fingerprint": svc.settings.fingerprint,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "error_code": None,
+        "error_message": None,
+        "updated_at": svc.clock.now(),
+    }
+    if source is not None:
+        changes["source"] = {**record.source, **source}
+    return svc.state.transition(record.image_id, [record.state], changes)
 
 
 def submit(
@@ -180,23 +180,36 @@ def submit(
     *,
     priority: str | None = "high",
     job_id: str | None = None,
+    rerun: bool = False,
 ) -> tuple[ImageRecord, bool]:
-    """An upload: register and enqueue. Returns the record and whether work was queued."""
+    """Register and enqueue. Returns the record and whether a task was queued.
+
+    A known image is left alone (an upload answers with its current state) unless it is done
+    under another configuration; `rerun` (the CLI) renders anything not current again."""
     queue = queue_for(svc, priority, default="high")
     record, created = register(svc, data, source)
     if not created:
-        if record.state is State.DONE and record.fingerprint != svc.settings.fingerprint:
-            record = requeue(svc, record, reason="stale") or record
-        elif record.state in (State.DONE, State.FAILED, State.PROCESSING):
-            if job_id is not None and svc.state.add_job_task(job_id, record.image_id, None):
-                svc.state.finish_job_task(job_id, record.image_id, _terminal(record))
+        if is_current(svc, record):
+            _count_known(svc, job_id, record, TaskStatus.SKIPPED)
             return record, False
+        stale = record.state is State.DONE
+        if not (rerun or stale):
+            if record.state is State.FAILED:
+                _count_known(svc, job_id, record, TaskStatus.FAILED)
+            return record, False
+        moved = requeue(svc, record, source=source)
+        if moved is None:
+            raise Conflict(f"image {record.image_id} changed state, try again")
+        record = moved
     enqueue_image(svc, record, queue=queue, job_id=job_id)
     return record, True
 
 
-def _terminal(record: ImageRecord) -> TaskStatus:
-    return TaskStatus.FAILED if record.state is State.FAILED else TaskStatus.SKIPPED
+def _count_known(
+    svc: Services, job_id: str | None, record: ImageRecord, status: TaskStatus
+) -> None:
+    if job_id is not None and svc.state.add_job_task(job_id, record.image_id, record.image_id):
+        svc.state.finish_job_task(job_id, record.image_id, status)
 
 
 def enqueue_ids(
@@ -224,7 +237,7 @@ def enqueue_ids(
         current = record
         stale = record.fingerprint != svc.settings.fingerprint
         if record.state is State.FAILED or (record.state is State.DONE and reprocess and stale):
-            current = requeue(svc, record, reason="reprocess") or record
+            current = requeue(svc, record) or record
         enqueue_image(svc, current, queue=queue, job_id=job_id, schedule_time=schedule_time)
     return job_id, len(records)
 
@@ -327,7 +340,7 @@ def _register_object(svc: Services, path: str) -> ImageRecord:
     imaging.check_size(len(data), svc.limits)
     record, created = register(svc, data, {"object": path})
     if not created and record.state is State.DONE and not is_current(svc, record):
-        record = requeue(svc, record, reason="stale") or record
+        record = requeue(svc, record) or record
     return record
 
 
@@ -339,7 +352,7 @@ def _render(svc: Services, record: ImageRecord, ctx: TaskContext) -> TaskStatus:
     now = svc.clock.now()
     if record.state is State.DONE:
         # Done under another configuration or with outputs gone: render again.
-        record = requeue(svc, record, reason="stale") or record
+        record = requeue(svc, record) or record
     if record.state is State.PROCESSING and (record.started_at or 0) + svc.dispatch_deadline > now:
         raise Conflict(f"image {record.image_id} is being processed by another worker")
     started = svc.state.transition(
@@ -602,7 +615,7 @@ def retry_failed(svc: Services, image_ids: Iterable[str] | None = None) -> tuple
         record = svc.state.get_image(image_id)
         if record is None:
             continue
-        moved = requeue(svc, record, reason="retry") if record.state is State.FAILED else record
+        moved = requeue(svc, record) if record.state is State.FAILED else record
         if moved is not None:
             enqueue_image(svc, moved, queue=svc.settings.queue, job_id=job_id)
             count += 1

@@ -1,0 +1,75 @@
+"""`imgpipe serve`: every endpoint on one port, the local queue dispatching to it over real
+HTTP, and the sweeper on a timer."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import sys
+import threading
+from types import FrameType
+
+from werkzeug.serving import make_server
+
+from imgpipe import pipeline
+from imgpipe.auth import ApiAuth, TaskAuth
+from imgpipe.httpapi import create_app
+from imgpipe.local.worker import http_dispatcher
+from imgpipe.settings import Settings
+from imgpipe.wiring import local_runtime
+
+SWEEP_EVERY = 60.0
+log = logging.getLogger("imgpipe.serve")
+
+
+def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    token = None if no_auth else settings.api_token or secrets.token_urlsafe(24)
+    task_secret = settings.task_secret or secrets.token_urlsafe(24)
+
+    holder: dict[str, pipeline.Services] = {}
+    app = create_app(
+        lambda: holder["svc"],
+        ApiAuth(token),
+        TaskAuth("secret", task_secret),
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    server = make_server(host, port, app, threaded=True)
+    port = server.server_port
+    base = f"http://{host}:{port}"
+    runtime = local_runtime(settings, url_prefix=f"{base}/files")
+    holder["svc"] = runtime.services
+    dispatcher = http_dispatcher(runtime, base, task_secret)
+
+    stop = threading.Event()
+
+    def sweeper() -> None:
+        while not stop.wait(SWEEP_EVERY):
+            try:
+                pipeline.sweep(runtime.services)
+            except Exception:
+                log.exception("sweep failed")
+
+    def shutdown(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    print(f"imgpipe serving on {base}", file=sys.stderr)
+    if token is None:
+        print("authentication is OFF (--no-auth)", file=sys.stderr)
+    elif settings.api_token is None:
+        print(f"API token (send as X-API-Key): {token}", file=sys.stderr)
+    sys.stderr.flush()
+    dispatcher.start()
+    threading.Thread(target=sweeper, name="sweeper", daemon=True).start()
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        dispatcher.stop()
+    return 0

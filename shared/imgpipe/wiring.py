@@ -1,0 +1,71 @@
+"""Picks the adapters from Settings: the only place that knows which ports go where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgpipe.clock import SystemClock
+from imgpipe.local.blobs import FileBlobStore
+from imgpipe.local.state import SqliteStateStore
+from imgpipe.local.taskqueue import SqliteTaskQueue
+from imgpipe.pipeline import Services
+from imgpipe.ports import Clock
+from imgpipe.queueconfig import QueueConfig, default_queue_configs
+from imgpipe.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRuntime:
+    services: Services
+    queue: SqliteTaskQueue
+    configs: list[QueueConfig]
+
+
+def queue_configs(settings: Settings) -> list[QueueConfig]:
+    return default_queue_configs(
+        local=True,
+        max_attempts=settings.max_attempts,
+        names=(settings.queue_high, settings.queue),
+    )
+
+
+def local_runtime(
+    settings: Settings,
+    *,
+    out_dir: Path | None = None,
+    url_prefix: str | None = None,
+    clock: Clock | None = None,
+    queue_file: str = "queue.db",
+) -> LocalRuntime:
+    """`out_dir` set: `imgpipe process` (outputs straight under it, originals stay in place).
+    Otherwise `imgpipe serve`: everything under IMGPIPE_DATA_DIR."""
+    clock = clock or SystemClock()
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    configs = queue_configs(settings)
+    queue = SqliteTaskQueue(data / queue_file, clock, configs)
+    # The queue's stored settings win (`imgpipe queue update`); the worker's retry view must
+    # agree with what the queue will actually do.
+    by_name = {info.config.name: info.config for info in queue.list_queues()}
+    retry = by_name.get(settings.queue, configs[-1]).retry
+    deadline = by_name.get(settings.queue, configs[-1]).dispatch_deadline
+    uploads_root = Path(settings.upload_bucket) if settings.upload_bucket else data / "uploads"
+    if out_dir is not None:
+        blobs = FileBlobStore(out_dir)
+        prefix = ""
+    else:
+        blobs = FileBlobStore(data / "files", url_prefix=url_prefix)
+        prefix = "processed/"
+    services = Services(
+        settings=settings,
+        state=SqliteStateStore(data / "state.db"),
+        blobs=blobs,
+        queue=queue,
+        clock=clock,
+        retry=retry,
+        dispatch_deadline=deadline,
+        outputs_prefix=prefix,
+        uploads=FileBlobStore(uploads_root),
+    )
+    return LocalRuntime(services, queue, configs)
