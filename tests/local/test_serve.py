@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 
 from conftest import SECRET, Server
-from corpus import manifest
 from PIL import Image
+
+from corpus import manifest
 
 STATUS_FOR = {"unsupported_format": 415, "corrupt_image": 422, "image_too_large": 422}
 
@@ -30,9 +32,10 @@ def test_upload_renders_every_ok_file(server: Server) -> None:
         for rendition in view["renditions"]:
             got = server.request("GET", rendition["url"], key=None)
             assert got.status == 200
-            assert got.headers["Content-Type"] == {"jpeg": "image/jpeg", "webp": "image/webp"}[
-                rendition["format"]
-            ]
+            assert (
+                got.headers["Content-Type"]
+                == {"jpeg": "image/jpeg", "webp": "image/webp"}[rendition["format"]]
+            )
             assert "immutable" in got.headers["Cache-Control"]
             with Image.open(io.BytesIO(got.body)) as img:
                 assert img.size == (rendition["width"], rendition["height"])
@@ -117,8 +120,6 @@ def test_enqueue_job_reports_progress_and_reprocess(server: Server) -> None:
     assert job.status == 202
     job_id = job.json()["job_id"]
     assert job.json()["total_tasks"] == 2
-    import time
-
     for _ in range(200):
         progress = server.request("GET", f"/jobs/{job_id}").json()
         if progress["progress_percentage"] == 100.0:
