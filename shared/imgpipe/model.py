@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.DONE: frozenset({State.QUEUED}),
     State.FAILED: frozenset({State.QUEUED}),
 }
+
+
+def check_transition(expect: Iterable[State], new: State) -> None:
+    """Guards the stores against a pipeline bug asking for a move the machine forbids."""
+    for state in expect:
+        if new not in TRANSITIONS[State(state)]:
+            raise ValueError(f"no transition {State(state).value} -> {new.value}")
 
 
 def image_id_for(data: bytes) -> str:

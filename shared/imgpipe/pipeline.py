@@ -352,12 +352,17 @@ def _render(svc: Services, record: ImageRecord, ctx: TaskContext) -> TaskStatus:
     now = svc.clock.now()
     if record.state is State.DONE:
         # Done under another configuration or with outputs gone: render again.
-        record = requeue(svc, record) or record
+        moved = requeue(svc, record)
+        if moved is None:
+            raise Conflict(f"image {record.image_id} changed state under this task")
+        record = moved
     if record.state is State.PROCESSING and (record.started_at or 0) + svc.dispatch_deadline > now:
         raise Conflict(f"image {record.image_id} is being processed by another worker")
+    # Compare-and-set on what this worker saw: of two deliveries racing here, one wins; a
+    # takeover of a stale `processing` must match the dead worker's start time.
     started = svc.state.transition(
         record.image_id,
-        [State.QUEUED, State.PROCESSING],
+        [record.state],
         {
             "state": State.PROCESSING,
             "started_at": now,
@@ -365,6 +370,7 @@ def _render(svc: Services, record: ImageRecord, ctx: TaskContext) -> TaskStatus:
             "attempts": ctx.retry_count + 1,
             "next_attempt_at": None,
         },
+        match={"started_at": record.started_at, "generation": record.generation},
     )
     if started is None:
         raise Conflict(f"image {record.image_id} changed state under this task")

@@ -81,10 +81,16 @@ class StateStore(Protocol):
         ...
 
     def transition(
-        self, image_id: str, expect: Iterable[State], changes: Mapping[str, Any]
+        self,
+        image_id: str,
+        expect: Iterable[State],
+        changes: Mapping[str, Any],
+        *,
+        match: Mapping[str, Any] | None = None,
     ) -> ImageRecord | None:
         """Apply `changes` (ImageRecord field names) only if the current state is in
-        `expect`; returns the new record, or None when the precondition failed."""
+        `expect` and every field in `match` has the given value; returns the new record, or
+        None when the precondition failed."""
         ...
 
     def delete_image(self, image_id: str) -> bool: ...

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.local.sqlite import Database
-from imgpipe.model import DeadLetter, ImageRecord, JobRecord, State, TaskStatus
+from imgpipe.model import (
+    DeadLetter,
+    ImageRecord,
+    JobRecord,
+    State,
+    TaskStatus,
+    check_transition,
+)
 
 _MIGRATIONS = (
     """
@@ -105,19 +112,32 @@ class SqliteStateStore:
         return _image(row), cursor.rowcount == 1
 
     def transition(
-        self, image_id: str, expect: Iterable[State], changes: Mapping[str, Any]
+        self,
+        image_id: str,
+        expect: Iterable[State],
+        changes: Mapping[str, Any],
+        *,
+        match: Mapping[str, Any] | None = None,
     ) -> ImageRecord | None:
-        unknown = set(changes) - set(_IMAGE_FIELDS)
+        match = match or {}
+        unknown = (set(changes) | set(match)) - set(_IMAGE_FIELDS)
         if unknown or "image_id" in changes:
             raise ValueError(f"cannot change {sorted(unknown | {'image_id'} & set(changes))}")
+        expect = list(expect)
+        if "state" in changes:
+            check_transition(expect, State(changes["state"]))
         states = [State(s).value for s in expect]
         assignments = ", ".join(f"{name} = ?" for name in changes)
         values = [_encode(name, value) for name, value in changes.items()]
         marks = ", ".join("?" for _ in states)
+        # `IS` rather than `=`: matching a NULL must work too.
+        extra = "".join(f" AND {name} IS ?" for name in match)
+        extra_values = [_encode(name, value) for name, value in match.items()]
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                f"UPDATE images SET {assignments} WHERE image_id = ? AND state IN ({marks})",  # noqa: S608
-                [*values, image_id, *states],
+                f"UPDATE images SET {assignments}"  # noqa: S608
+                f" WHERE image_id = ? AND state IN ({marks}){extra}",
+                [*values, image_id, *states, *extra_values],
             )
             if cursor.rowcount != 1:
                 return None

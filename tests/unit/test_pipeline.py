@@ -1,0 +1,231 @@
+"""The pipeline through the real SQLite queue, state store and file blobs, with an injected
+clock: retries with backoff, dead letters exactly once, permanent failures at once, the
+sweeper, duplicate deliveries, reprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corpus import corpus_dir
+from imgpipe import pipeline, tasks
+from imgpipe.clock import FakeClock
+from imgpipe.errors import TransientError
+from imgpipe.local.blobs import FileBlobStore
+from imgpipe.local.dispatcher import Dispatcher, Handler
+from imgpipe.model import State
+from imgpipe.settings import Settings
+from imgpipe.wiring import local_runtime
+
+PHOTO = "baseline_mongolia.jpeg"
+
+
+class FlakyBlobs(FileBlobStore):
+    """The real file store, failing its first `failures` writes like an unreachable bucket."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def put(
+        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
+    ) -> bool:
+        if self.failures > 0 and not path.startswith("originals/"):
+            self.failures -= 1
+            raise TransientError("storage unavailable (injected)")
+        return super().put(path, data, content_type=content_type, cache_control=cache_control)
+
+
+class Harness:
+    def __init__(self, tmp: Path, failures: int = 0, **env: str) -> None:
+        self.clock = FakeClock()
+        settings = Settings.from_env({"IMGPIPE_DATA_DIR": str(tmp / "data"), **env})
+        runtime = local_runtime(settings, clock=self.clock)
+        self.queue = runtime.queue
+        self.blobs = FlakyBlobs(tmp / "data" / "files", failures)
+        self.svc = dataclasses.replace(runtime.services, blobs=self.blobs)
+        self.calls: list[int] = []
+
+        def worker(headers: dict[str, str], body: bytes) -> int:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            status = tasks.process(self.svc, lowered, body)[0]
+            self.calls.append(status)
+            return status
+
+        def failure(headers: dict[str, str], body: bytes) -> int:
+            return tasks.record_failure(self.svc, body)[0]
+
+        targets: dict[str, Handler | str] = {"worker": worker, "failure": failure}
+        self.dispatcher = Dispatcher(self.queue, self.clock, targets, poll_interval=0.01)
+
+    def drain(self, rounds: int = 20) -> None:
+        """Dispatch what is due, then jump the clock to the next retry, until nothing is left."""
+        for _ in range(rounds):
+            self.dispatcher.run_until_idle(timeout=60)
+            due = [self.queue.next_due(q) for q in ("high", "normal")]
+            times = [d.dispatch_at for d in due if d is not None]
+            if not times:
+                return
+            self.clock.advance(max(0.0, min(times) - self.clock.now()) + 0.001)
+        raise AssertionError("queue did not drain")
+
+    def submit(self, name: str = PHOTO) -> str:
+        data = (corpus_dir() / name).read_bytes()
+        record, queued = pipeline.submit(self.svc, data, {"upload": name})
+        assert queued
+        return record.image_id
+
+    def outputs(self, image_id: str) -> list[str]:
+        folder = self.blobs.root / "processed" / image_id
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    yield Harness(tmp_path)
+
+
+def test_a_task_renders_once_and_a_second_delivery_skips(harness: Harness) -> None:
+    image_id = harness.submit()
+    harness.drain()
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.DONE
+    outputs = harness.outputs(image_id)
+    assert "metadata.json" in outputs
+    body = json.dumps({"image_id": image_id}).encode()
+    status, answer = tasks.process(harness.svc, {}, body)
+    assert (status, answer["status"]) == (200, "skipped")
+    assert harness.outputs(image_id) == outputs
+
+
+def test_transient_failures_retry_with_backoff_then_succeed(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, failures=2)
+    image_id = harness.submit()
+    start = harness.clock.now()
+    harness.dispatcher.run_until_idle(timeout=60)
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None
+    assert (record.state, record.attempts) == (State.QUEUED, 1)
+    assert record.error_code == "unavailable"
+    assert record.next_attempt_at == pytest.approx(start + 10, abs=1)
+    harness.drain()
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.DONE
+    assert record.attempts == 3
+    assert harness.calls == [503, 503, 200]
+    assert harness.clock.now() - start == pytest.approx(10 + 20, abs=1)
+
+
+def test_last_attempt_dead_letters_exactly_once(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, failures=10**6)
+    image_id = harness.submit()
+    harness.drain()
+    assert harness.calls == [503] * 5
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.FAILED
+    letters = harness.svc.state.list_dead_letters()
+    assert len(letters) == 1
+    assert (letters[0].image_id, letters[0].attempts, letters[0].error_code) == (
+        image_id,
+        5,
+        "unavailable",
+    )
+    # The failure callback delivered again records nothing new.
+    again = {
+        "image_id": image_id,
+        "task_name": letters[0].task_name,
+        "attempts": 5,
+        "error": {"code": "unavailable", "message": "x"},
+    }
+    assert tasks.record_failure(harness.svc, json.dumps(again).encode())[1]["new"] is False
+    assert len(harness.svc.state.list_dead_letters()) == 1
+    # And a retry brings it back under a fresh task name.
+    harness.blobs.failures = 0
+    _, count = pipeline.retry_failed(harness.svc)
+    assert count == 1
+    harness.drain()
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.DONE
+    assert harness.svc.state.list_dead_letters() == []
+
+
+def test_corrupt_image_fails_at_once_without_retry(harness: Harness) -> None:
+    data = (corpus_dir() / "truncated.jpg").read_bytes()
+    try:
+        record, _ = pipeline.submit(harness.svc, data, {"upload": "truncated.jpg"})
+    except Exception as exc:  # refused at the door: also a correct, permanent answer
+        assert getattr(exc, "code", None) == "corrupt_image"
+        return
+    harness.drain()
+    failed = harness.svc.state.get_image(record.image_id)
+    assert failed is not None and failed.state is State.FAILED
+    assert (failed.attempts, failed.error_code) == (1, "corrupt_image")
+    assert harness.calls == [200]
+    assert [d.attempts for d in harness.svc.state.list_dead_letters()] == [1]
+
+
+def test_sweeper_requeues_stuck_images_then_dead_letters(harness: Harness) -> None:
+    image_id = harness.submit()
+    svc = harness.svc
+    for sweep in range(pipeline.SWEEP_LIMIT + 1):
+        svc.state.transition(
+            image_id,
+            [State.QUEUED, State.PROCESSING],
+            {"state": State.PROCESSING, "started_at": harness.clock.now()},
+        )
+        harness.clock.advance(svc.dispatch_deadline + pipeline.SWEEP_MARGIN + 1)
+        result = pipeline.sweep(svc)
+        if sweep < pipeline.SWEEP_LIMIT:
+            assert result == {"requeued": 1, "dead_lettered": 0}
+        else:
+            assert result == {"requeued": 0, "dead_lettered": 1}
+    record = svc.state.get_image(image_id)
+    assert record is not None and record.state is State.FAILED
+    assert record.sweeps == pipeline.SWEEP_LIMIT
+
+
+def test_two_deliveries_at_once_make_one_set_of_outputs(harness: Harness) -> None:
+    image_id = harness.submit()
+    body = json.dumps({"image_id": image_id}).encode()
+    answers: list[tuple[int, str]] = []
+    barrier = threading.Barrier(2)
+
+    def deliver() -> None:
+        barrier.wait()
+        status, answer = tasks.process(harness.svc, {}, body)
+        answers.append((status, answer.get("status") or answer["error"]["code"]))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The loser either saw the winner mid-work (409, retried later) or after it (skipped).
+    assert sorted(answers)[0] == (200, "done")
+    assert sorted(answers)[1] in [(200, "skipped"), (409, "conflict")]
+    record = harness.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.DONE
+    names = harness.outputs(image_id)
+    assert len(names) == len(set(names)) and "metadata.json" in names
+
+
+def test_changed_renditions_reprocess_stale_images(tmp_path: Path) -> None:
+    first = Harness(tmp_path)
+    image_id = first.submit()
+    first.drain()
+    second = Harness(tmp_path, IMGPIPE_RENDITIONS="100,200")
+    job_id, total = pipeline.enqueue_stale(second.svc)
+    assert total == 1
+    second.drain()
+    record = second.svc.state.get_image(image_id)
+    assert record is not None and record.state is State.DONE
+    assert record.fingerprint == second.svc.settings.fingerprint
+    assert record.result is not None
+    assert [r["name"] for r in record.result["renditions"]] == ["w100", "w100", "w200", "w200"]
+    job = second.svc.state.get_job(job_id)
+    assert job is not None and job.to_json()["completed_tasks"] == 1
