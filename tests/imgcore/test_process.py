@@ -89,7 +89,8 @@ def test_outputs_decode_with_right_format_and_no_metadata(e: Entry) -> None:
 def test_palette_present_by_default(e: Entry) -> None:
     pal = processed(e.file).palette
     assert pal is not None
-    assert 1 <= len(pal.colors) <= 8
+    assert len(pal.colors) <= 8
+    assert pal.seed.startswith("#")
 
 
 def test_jpeg_flattens_alpha_on_white() -> None:
@@ -100,12 +101,24 @@ def test_jpeg_flattens_alpha_on_white() -> None:
     ref = reference_rendition(open_reference(e.data()), g, out.width, out.height)
     transparent = ref[..., 3] == 0
     assert transparent.mean() > 0.3, "test premise: blackbug is mostly transparent"
+    # Away from the bug (more than one 8x8 JPEG block from any visible pixel) JPEG ringing
+    # cannot reach: those pixels must be white. Black (the colour stored under the transparent
+    # pixels) or a grey background would be far below.
+    far = ~dilate(~transparent, 8)
+    assert far.mean() > 0.3
     jpeg = np.asarray(decode(out.data).convert("RGB")).astype(np.int32)
-    values = jpeg[transparent]
-    # JPEG noise allows a few levels; black (the colour under the transparent pixels) or grey
-    # would be far below.
-    assert values.min() >= 235, f"darkest transparent-area pixel {values.min(axis=0)}"
-    assert values.mean() >= 252
+    assert jpeg[far].min() >= 245, f"darkest far-transparent pixel {jpeg[far].min(axis=0)}"
+    assert jpeg[transparent].mean() >= 250
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for axis in (0, 1):
+        acc = out.copy()
+        for d in range(1, radius + 1):
+            acc |= np.roll(out, d, axis=axis) | np.roll(out, -d, axis=axis)
+        out = acc
+    return out
 
 
 @pytest.mark.parametrize("e", [e for e in OK if source_has_alpha(e)], ids=lambda e: e.file)

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: imgcore vs Pillow vs pyvips, same work, 1 and 2 threads, per stage.
+
+Work per image (the imgpipe default job):
+  decode -> EXIF orientation -> embedded ICC profile to sRGB -> widths 320/640/1280/1920/3840
+  (never upscale; a clamped width is rendered once at the source width) -> for each rendition
+  JPEG q82 progressive and WebP q80 method 4, metadata stripped, written to a temp dir ->
+  palette from a small thumbnail.
+
+Palette work per library (they are not identical; stated so the table can be read fairly):
+  imgcore: its own thumbnail, Celebi quantizer (Wu + WSMeans, 128) + Score seed, 8 dominant
+           colours with shares, ThumbHash.
+  Pillow:  Image.thumbnail(128) + Image.quantize(8) (median cut) + getcolors for shares, and
+           the Material seed from PyPI material-color-utilities (same Celebi + Score, C++).
+  pyvips:  thumbnail_image(128) + material-color-utilities seed + an 8-colour histogram of a
+           4-bit-per-channel cube in numpy (libvips exposes no quantizer outside pngsave).
+  None of the peers computes a ThumbHash.
+
+Threads: a thread pool over images (imgcore, Pillow and libvips all release the GIL). imgcore
+runs each image with threads=1; libvips gets concurrency 1 per image (VIPS_CONCURRENCY=1, set
+before import) so that every library uses one core per image and the pool provides the
+parallelism. libvips' operation cache is disabled so repeats do real work.
+
+Per-stage times: imgcore reports Processed.timings; the peers are timed step by step (each lazy
+pyvips step forced with copy_memory) in a separate single-threaded pass. The wall-time runs do
+not time stages.
+
+    python scripts/bench.py [--images PATH...] [--threads 1 2] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("VIPS_CONCURRENCY", "1")
+
+import material_color_utilities as mcu
+import numpy as np
+import pyvips
+from PIL import Image, ImageCms, ImageOps
+
+from imgpipe import _imgcore
+
+WIDTHS = (320, 640, 1280, 1920, 3840)
+RENDITIONS: list[tuple[int, int | None, bool]] = [(w, None, False) for w in WIDTHS]
+STAGES = ("decode", "orient", "icc", "resize", "jpeg", "webp", "palette")
+DEFAULT_PHOTOS = (
+    "photo_nexus5x_hochuferweg.jpg",
+    "baseline_mongolia.jpeg",
+    "Landscape_1.jpg",
+    "Landscape_3.jpg",
+    "Landscape_5.jpg",
+    "Landscape_6.jpg",
+    "Landscape_8.jpg",
+    "webp_lossy.webp",
+    "photo_canon_sx60_orient6.jpg",
+)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff"}
+
+Timer = Callable[[str, float], None]
+
+
+def _no_timer(stage: str, seconds: float) -> None:
+    return None
+
+
+class Stopwatch:
+    def __init__(self, record: Timer) -> None:
+        self.record = record
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.record(stage, now - self.t)
+        self.t = now
+
+
+def target_sizes(w: int, h: int) -> list[tuple[str, int, int]]:
+    out: dict[str, tuple[str, int, int]] = {}
+    for width in WIDTHS:
+        if width >= w:
+            out.setdefault(f"w{w}", (f"w{w}", w, h))
+        else:
+            out.setdefault(f"w{width}", (f"w{width}", width, max(1, round(h * width / w))))
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------- imgcore
+
+
+def job_imgcore(path: Path, outdir: Path, record: Timer) -> None:
+    data = path.read_bytes()
+    res = _imgcore.process(data, RENDITIONS, threads=1)
+    for o in res.outputs:
+        (outdir / f"{path.stem}.imgcore.{o.name}.{o.format}").write_bytes(o.data)
+    for stage, seconds in res.timings.items():
+        record(stage, seconds)
+
+
+# --------------------------------------------------------------------------- Pillow
+
+
+def mcu_seed(rgba: np.ndarray) -> str:
+    a = rgba.astype(np.uint32)
+    argb = (a[..., 3] << 24) | (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+    return str(mcu.prominent_colors_from_array(argb.ravel(), 128)[0])
+
+
+def job_pillow(path: Path, outdir: Path, record: Timer) -> None:
+    sw = Stopwatch(record)
+    im = Image.open(io.BytesIO(path.read_bytes()))
+    im.load()
+    sw.lap("decode")
+    icc = im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im)
+    sw.lap("orient")
+    if icc:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+        assert converted is not None
+        im = converted
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    sw.lap("icc")
+    for name, w, h in target_sizes(*im.size):
+        r = im if (w, h) == im.size else im.resize((w, h), Image.Resampling.LANCZOS)
+        sw.lap("resize")
+        r.save(outdir / f"{path.stem}.pillow.{name}.jpg", "JPEG", quality=82, progressive=True)
+        sw.lap("jpeg")
+        r.save(outdir / f"{path.stem}.pillow.{name}.webp", "WEBP", quality=80, method=4)
+        sw.lap("webp")
+    t = im.copy()
+    t.thumbnail((128, 128))
+    q = t.quantize(8)
+    colors = sorted(q.getcolors() or [], reverse=True)
+    total = sum(c for c, _ in colors)
+    _shares = [c / total for c, _ in colors]
+    _seed = mcu_seed(np.asarray(t.convert("RGBA")))
+    sw.lap("palette")
+
+
+# --------------------------------------------------------------------------- pyvips
+
+_KEEP_NONE = 0  # VipsForeignKeep NONE: strip all metadata
+
+
+def job_pyvips(path: Path, outdir: Path, record: Timer) -> None:
+    sw = Stopwatch(record)
+    img = pyvips.Image.new_from_buffer(path.read_bytes(), "").copy_memory()
+    sw.lap("decode")
+    img = img.autorot().copy_memory()
+    sw.lap("orient")
+    if img.get_typeof("icc-profile-data") != 0:
+        img = img.icc_transform("srgb").copy_memory()
+    elif img.interpretation != "srgb":
+        img = img.colourspace("srgb").copy_memory()
+    img = img.cast("uchar").copy_memory()
+    sw.lap("icc")
+    for name, w, h in target_sizes(img.width, img.height):
+        if (w, h) == (img.width, img.height):
+            r = img
+        else:
+            r = img.resize(w / img.width, vscale=h / img.height, kernel="lanczos3").copy_memory()
+        sw.lap("resize")
+        flat = r.flatten(background=[255, 255, 255]) if r.hasalpha() else r
+        flat.jpegsave(
+            str(outdir / f"{path.stem}.vips.{name}.jpg"), Q=82, interlace=True, keep=_KEEP_NONE
+        )
+        sw.lap("jpeg")
+        r.webpsave(str(outdir / f"{path.stem}.vips.{name}.webp"), Q=80, effort=4, keep=_KEEP_NONE)
+        sw.lap("webp")
+    t = img.thumbnail_image(128)
+    arr = np.ndarray(
+        buffer=t.write_to_memory(), dtype=np.uint8, shape=(t.height, t.width, t.bands)
+    )[..., :3]
+    bins = (arr >> 4).astype(np.int32)
+    keys = (bins[..., 0] << 8) | (bins[..., 1] << 4) | bins[..., 2]
+    counts = np.bincount(keys.ravel(), minlength=4096)
+    top = np.argsort(counts)[::-1][:8]
+    _shares = counts[top] / counts[top].sum()
+    rgba = np.concatenate([arr, np.full((*arr.shape[:2], 1), 255, np.uint8)], axis=2)
+    _seed = mcu_seed(rgba)
+    sw.lap("palette")
+
+
+LIBRARIES: dict[str, Callable[[Path, Path, Timer], None]] = {
+    "imgcore": job_imgcore,
+    "pillow": job_pillow,
+    "pyvips": job_pyvips,
+}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def find_images(args: list[str] | None) -> list[Path]:
+    if not args:
+        env = os.environ.get("IMGPIPE_CORPUS")
+        root = Path(__file__).resolve().parents[1]
+        corpus = Path(env) if env else root.parent / "shared" / "corpus"
+        missing = [p for p in DEFAULT_PHOTOS if not (corpus / p).is_file()]
+        if missing:
+            sys.exit(f"corpus photos missing under {corpus}: {missing}; pass --images")
+        return [corpus / p for p in DEFAULT_PHOTOS]
+    out: list[Path] = []
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            out += sorted(x for x in p.iterdir() if x.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            sys.exit(f"no such image or directory: {a}")
+    if not out:
+        sys.exit("no images found")
+    return out
+
+
+def stage_pass(lib: str, images: list[Path], outdir: Path) -> dict[str, float]:
+    totals = dict.fromkeys(STAGES, 0.0)
+
+    def record(stage: str, seconds: float) -> None:
+        totals[stage] = totals.get(stage, 0.0) + seconds
+
+    for p in images:
+        LIBRARIES[lib](p, outdir, record)
+    return totals
+
+
+def wall_run(lib: str, images: list[Path], outdir: Path, threads: int) -> float:
+    fn = LIBRARIES[lib]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda p: fn(p, outdir, _no_timer), images))
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", nargs="+", help="image files or directories")
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=3, help="wall-time runs per setting (median)")
+    args = ap.parse_args(argv)
+    images = find_images(args.images)
+    pyvips.cache_set_max(0)
+    mpx = 0.0
+    for p in images:
+        with Image.open(p) as im:
+            mpx += im.width * im.height / 1e6
+    print(
+        f"{len(images)} images, {mpx:.1f} MP; widths {list(WIDTHS)}; JPEG q82 progressive + "
+        f"WebP q80 m4; imgcore {_imgcore.__version__}, Pillow {Image.__version__}, "
+        f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)} "
+        f"(concurrency {os.environ['VIPS_CONCURRENCY']}); {os.cpu_count()} CPUs"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="imgpipe-bench-") as tmp:
+        outdir = Path(tmp)
+        for job in LIBRARIES.values():  # warm-up: libraries load codecs lazily
+            job(images[0], outdir, _no_timer)
+
+        stages = {lib: stage_pass(lib, images, outdir) for lib in LIBRARIES}
+        print("\nPer-stage time, single thread, seconds summed over all images")
+        cols = [s for s in STAGES] + sorted({k for t in stages.values() for k in t} - set(STAGES))
+        print(f"{'library':<9}" + "".join(f"{c:>9}" for c in cols) + f"{'sum':>9}")
+        for lib, t in stages.items():
+            row = "".join(f"{t.get(c, 0.0):9.3f}" for c in cols)
+            print(f"{lib:<9}{row}{sum(t.values()):9.3f}")
+        for peer in ("pillow", "pyvips"):
+            ratios = []
+            for c in cols:
+                ours, theirs = stages["imgcore"].get(c, 0.0), stages[peer].get(c, 0.0)
+                ratios.append(f"{theirs / ours:8.2f}x" if ours > 0 and theirs > 0 else f"{'-':>9}")
+            print(f"{peer + '/ic':<9}" + "".join(ratios))
+
+        print(f"\nWhole job (read, process, write files), wall seconds, median of {args.repeat}")
+        print(f"{'library':<9}{'threads':>8}{'wall s':>9}{'img/s':>8}{'MP/s':>8}")
+        walls: dict[tuple[str, int], float] = {}
+        for threads in args.threads:
+            for lib in LIBRARIES:
+                runs = [wall_run(lib, images, outdir, threads) for _ in range(args.repeat)]
+                wall = statistics.median(runs)
+                walls[lib, threads] = wall
+                print(f"{lib:<9}{threads:>8}{wall:9.3f}{len(images) / wall:8.2f}{mpx / wall:8.1f}")
+        print("\nSpeed-up of imgcore (peer wall time / imgcore wall time)")
+        for threads in args.threads:
+            parts = [
+                f"vs {peer} {walls[peer, threads] / walls['imgcore', threads]:.2f}x"
+                for peer in ("pillow", "pyvips")
+            ]
+            print(f"  {threads} thread(s): " + ", ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
