@@ -20,6 +20,7 @@ WEBP_QUALITY = 80
 WEBP_METHOD = 4
 OUTPUT_FORMATS = ("jpeg", "webp")
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 
 T = TypeVar("T")
 
@@ -48,6 +49,8 @@ class Settings:
     max_pixels: int = 100_000_000
     max_upload_bytes: int = 30 * 1024 * 1024
     cloud_tasks_emulator_host: str | None = None
+    oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL  # JWKS; tests serve their own
+    url_mode: str = "public"  # rendition URLs on GCS: "public" | "signed" (V4)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +81,8 @@ class Settings:
                 "IMGPIPE_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, _int_range(1, 2**40)
             ),
             cloud_tasks_emulator_host=reader.optional("CLOUD_TASKS_EMULATOR_HOST"),
+            oidc_certs_url=reader.get("IMGPIPE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL, str),
+            url_mode=reader.get("IMGPIPE_URL_MODE", "public", _choice("public", "signed")),
         )
         if settings.backend == "gcp":
             _require_gcp(settings)
@@ -146,5 +151,7 @@ def _require_gcp(settings: Settings) -> None:
     missing = [name for name, value in required.items() if not value]
     if settings.task_auth == "secret" and not settings.task_secret:
         missing.append("IMGPIPE_TASK_SECRET")
+    if settings.task_auth == "oidc" and not settings.tasks_service_account:
+        missing.append("IMGPIPE_TASKS_SERVICE_ACCOUNT")
     if missing:
         raise ConfigError(f"IMGPIPE_BACKEND=gcp needs {', '.join(missing)}")
