@@ -1,0 +1,117 @@
+//! Strict decoding into 8-bit pixels in stored orientation. Truncated or corrupt data is an
+//! error, never grey-filled.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use crate::error::{ImgError, Result};
+use crate::header::{Format, Header};
+use crate::limits;
+
+/// Channel layout of decoded pixels, before colour management.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Gray,
+    Rgb,
+    Rgba,
+    /// Ink values as stored by Adobe-style JPEGs (inverted: 255 = no ink).
+    CmykInverted,
+}
+
+impl Layout {
+    pub fn channels(self) -> usize {
+        match self {
+            Self::Gray => 1,
+            Self::Rgb => 3,
+            Self::Rgba | Self::CmykInverted => 4,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+    pub layout: Layout,
+    pub data: Vec<u8>,
+    pub icc: Option<Vec<u8>>,
+}
+
+pub fn decode(data: &[u8], header: &Header, max_pixels: u64) -> Result<Decoded> {
+    limits::check_dimensions(header.width, header.height, max_pixels)?;
+    let decoded = match header.format {
+        Format::Jpeg => jpeg(data)?,
+        Format::Png => with_image(data, ImageFormat::Png, header, max_pixels)?,
+        Format::Gif => with_image(data, ImageFormat::Gif, header, max_pixels)?,
+        Format::WebP => with_image(data, ImageFormat::WebP, header, max_pixels)?,
+        Format::Tiff => with_image(data, ImageFormat::Tiff, header, max_pixels)?,
+    };
+    // The decoder's own size wins, but it must still respect the limit and fill its buffer.
+    limits::check_dimensions(decoded.width, decoded.height, max_pixels)?;
+    let want = limits::buffer_len(decoded.width, decoded.height, decoded.layout.channels())?;
+    if decoded.data.len() != want {
+        return Err(ImgError::corrupt("decoder returned a short pixel buffer"));
+    }
+    Ok(decoded)
+}
+
+fn jpeg(data: &[u8]) -> Result<Decoded> {
+    // Strict mode turns zune-jpeg's "fill the rest with grey" recovery into errors.
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX));
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    dec.decode_headers().map_err(ImgError::corrupt)?;
+    let layout = match dec.input_colorspace() {
+        Some(ColorSpace::Luma) => Layout::Gray,
+        Some(ColorSpace::CMYK | ColorSpace::YCCK) => Layout::CmykInverted,
+        _ => Layout::Rgb,
+    };
+    let out = match layout {
+        Layout::Gray => ColorSpace::Luma,
+        Layout::CmykInverted => ColorSpace::CMYK,
+        _ => ColorSpace::RGB,
+    };
+    dec.set_options(options.jpeg_set_out_colorspace(out));
+    let pixels = dec.decode().map_err(ImgError::corrupt)?;
+    let info = dec.info().ok_or_else(|| ImgError::corrupt("JPEG without frame header"))?;
+    Ok(Decoded {
+        width: u32::from(info.width),
+        height: u32::from(info.height),
+        layout,
+        data: pixels,
+        icc: dec.icc_profile(),
+    })
+}
+
+fn image_error(err: image::ImageError) -> ImgError {
+    match err {
+        image::ImageError::Limits(e) => ImgError::TooLarge(format!("image too large: {e}")),
+        image::ImageError::Unsupported(e) => ImgError::UnsupportedFormat(format!("unsupported format: {e}")),
+        other => ImgError::corrupt(other),
+    }
+}
+
+fn with_image(data: &[u8], format: ImageFormat, header: &Header, max_pixels: u64) -> Result<Decoded> {
+    let mut lim = image::Limits::default();
+    lim.max_alloc = Some(limits::max_alloc_bytes(max_pixels));
+    let mut reader = image::ImageReader::with_format(Cursor::new(data), format);
+    reader.limits(lim);
+    let mut dec = reader.into_decoder().map_err(image_error)?;
+    let icc = dec.icc_profile().ok().flatten();
+    let img = DynamicImage::from_decoder(dec).map_err(image_error)?;
+    let (width, height) = (img.width(), img.height());
+    // Alpha follows the header (e.g. a GIF decodes to RGBA even without transparency).
+    let (layout, data) = if header.has_alpha && img.color().has_alpha() {
+        (Layout::Rgba, img.into_rgba8().into_raw())
+    } else {
+        (Layout::Rgb, img.into_rgb8().into_raw())
+    };
+    Ok(Decoded { width, height, layout, data, icc })
+}

@@ -1,0 +1,24 @@
+//! imgpipe's image core. Pure Rust modules below; `python` holds the PyO3 bindings.
+
+pub mod color;
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod exif;
+pub mod header;
+pub mod image;
+pub mod limits;
+pub mod orient;
+mod palette;
+pub mod pipeline;
+pub mod rendition;
+pub mod resize;
+
+#[cfg(feature = "python")]
+mod python;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _imgcore(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    python::register(m)
+}

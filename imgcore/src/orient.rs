@@ -1,0 +1,127 @@
+//! EXIF orientation, exactly as Pillow's `ImageOps.exif_transpose`. Renditions are resized in
+//! stored orientation and transposed afterwards, so the full-size image is never rotated.
+
+use crate::rendition::Crop;
+
+/// Output size after applying `orientation` to a `w` x `h` image.
+pub fn oriented_size(w: u32, h: u32, orientation: u8) -> (u32, u32) {
+    if orientation >= 5 {
+        (h, w)
+    } else {
+        (w, h)
+    }
+}
+
+/// Applies orientation 1..8 to an interleaved `channels`-per-pixel buffer; returns the new
+/// buffer and size. Values outside 2..=8 return the input unchanged.
+pub fn apply(pixels: Vec<u8>, w: u32, h: u32, channels: usize, orientation: u8) -> (Vec<u8>, u32, u32) {
+    match channels {
+        1 => apply_n::<1>(pixels, w, h, orientation),
+        3 => apply_n::<3>(pixels, w, h, orientation),
+        4 => apply_n::<4>(pixels, w, h, orientation),
+        _ => (pixels, w, h),
+    }
+}
+
+fn apply_n<const N: usize>(pixels: Vec<u8>, w: u32, h: u32, orientation: u8) -> (Vec<u8>, u32, u32) {
+    if !(2..=8).contains(&orientation) || pixels.len() != w as usize * h as usize * N {
+        return (pixels, w, h);
+    }
+    let (sw, sh) = (w as usize, h as usize);
+    let (ow, oh) = oriented_size(w, h, orientation);
+    let (dw, dh) = (ow as usize, oh as usize);
+    // Source pixel index of display pixel (x, y).
+    let src = |x: usize, y: usize| -> usize {
+        match orientation {
+            2 => y * sw + (sw - 1 - x),
+            3 => (sh - 1 - y) * sw + (sw - 1 - x),
+            4 => (sh - 1 - y) * sw + x,
+            5 => x * sw + y,
+            6 => (sh - 1 - x) * sw + y,
+            7 => (sh - 1 - x) * sw + (sw - 1 - y),
+            _ => x * sw + (sw - 1 - y),
+        }
+    };
+    let mut out = vec![0u8; pixels.len()];
+    for (y, row) in out.chunks_exact_mut(dw * N).enumerate().take(dh) {
+        for (x, px) in row.chunks_exact_mut(N).enumerate() {
+            let i = src(x, y) * N;
+            px.copy_from_slice(&pixels[i..i + N]);
+        }
+    }
+    (out, ow, oh)
+}
+
+/// Maps a crop given in display coordinates (image of `disp_w` x `disp_h` after orientation)
+/// to the same region in stored coordinates.
+pub fn crop_to_stored(c: Crop, disp_w: u32, disp_h: u32, orientation: u8) -> Crop {
+    let (dw, dh) = (f64::from(disp_w), f64::from(disp_h));
+    let right = dw - c.left - c.width;
+    let bottom = dh - c.top - c.height;
+    let (left, top, swap) = match orientation {
+        2 => (right, c.top, false),
+        3 => (right, bottom, false),
+        4 => (c.left, bottom, false),
+        5 => (c.top, c.left, true),
+        6 => (c.top, right, true),
+        7 => (bottom, right, true),
+        8 => (bottom, c.left, true),
+        _ => (c.left, c.top, false),
+    };
+    let (width, height) = if swap { (c.height, c.width) } else { (c.width, c.height) };
+    Crop { left, top, width, height }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3x2 image, one channel, pixel value = index: rows [0 1 2] [3 4 5].
+    fn img() -> Vec<u8> {
+        (0..6).collect()
+    }
+
+    #[test]
+    fn matches_pillow_transposes() {
+        let cases: [(u8, (u32, u32), [u8; 6]); 8] = [
+            (1, (3, 2), [0, 1, 2, 3, 4, 5]),
+            (2, (3, 2), [2, 1, 0, 5, 4, 3]), // FLIP_LEFT_RIGHT
+            (3, (3, 2), [5, 4, 3, 2, 1, 0]), // ROTATE_180
+            (4, (3, 2), [3, 4, 5, 0, 1, 2]), // FLIP_TOP_BOTTOM
+            (5, (2, 3), [0, 3, 1, 4, 2, 5]), // TRANSPOSE
+            (6, (2, 3), [3, 0, 4, 1, 5, 2]), // ROTATE_270 (90 clockwise)
+            (7, (2, 3), [5, 2, 4, 1, 3, 0]), // TRANSVERSE
+            (8, (2, 3), [2, 5, 1, 4, 0, 3]), // ROTATE_90 (90 counter-clockwise)
+        ];
+        for (o, size, want) in cases {
+            let (out, w, h) = apply(img(), 3, 2, 1, o);
+            assert_eq!(((w, h), out.as_slice()), (size, &want[..]), "orientation {o}");
+        }
+    }
+
+    #[test]
+    fn multi_channel_pixels_move_together() {
+        let rgb: Vec<u8> = (0..6).flat_map(|i| [i, i + 10, i + 20]).collect();
+        let (out, _, _) = apply(rgb, 3, 2, 3, 6);
+        assert_eq!(&out[..6], &[3, 13, 23, 0, 10, 20]);
+    }
+
+    #[test]
+    fn crop_mapping_commutes_with_orientation() {
+        // A 4x3 image: crop in display space == crop in stored space, then oriented.
+        let stored: Vec<u8> = (0..12).collect();
+        for o in 1..=8u8 {
+            let (disp, dw, dh) = apply(stored.clone(), 4, 3, 1, o);
+            let c = Crop { left: 1.0, top: 0.0, width: if o >= 5 { 2.0 } else { 3.0 }, height: 2.0 };
+            let take = |buf: &[u8], bw: u32, c: Crop| -> Vec<u8> {
+                let (l, t, w, h) = (c.left as usize, c.top as usize, c.width as usize, c.height as usize);
+                (t..t + h).flat_map(|y| (l..l + w).map(move |x| (y, x))).map(|(y, x)| buf[y * bw as usize + x]).collect()
+            };
+            let want = take(&disp, dw, c);
+            let sc = crop_to_stored(c, dw, dh, o);
+            let part = take(&stored, 4, sc);
+            let (got, _, _) = apply(part, sc.width as u32, sc.height as u32, 1, o);
+            assert_eq!(got, want, "orientation {o}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The whole job for one image: probe, decode once, colour-manage, resize (in stored
+//! orientation), orient, encode in parallel, palette.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use fast_image_resize::Resizer;
+
+use crate::encode::{self, OutFormat};
+use crate::error::{ImgError, Result};
+use crate::header::{self, Header};
+use crate::image::Pixels;
+use crate::palette::{self, PaletteResult};
+use crate::rendition::{self, Crop, Spec};
+use crate::{color, decode, limits, orient, resize};
+
+/// A rendition may be resampled from a larger one instead of the source when that one has at
+/// least this many pixels per output pixel on each axis: Lanczos-of-Lanczos then stays within
+/// the quality bar (measured against Pillow) while saving most of the work.
+const CHAIN_FACTOR: f64 = 2.0;
+/// The palette reads a thumbnail that fits in this square (ThumbHash wants at most 100x100).
+const THUMB: u32 = 100;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub max_pixels: u64,
+    pub jpeg_quality: u8,
+    pub webp_quality: f32,
+    pub webp_method: i32,
+    pub formats: Vec<OutFormat>,
+    pub threads: usize,
+    pub palette: bool,
+}
+
+/// Seconds per stage, summed over threads.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub decode: f64,
+    pub orient: f64,
+    pub icc: f64,
+    pub resize: f64,
+    pub jpeg: f64,
+    pub webp: f64,
+    pub palette: f64,
+}
+
+impl Timings {
+    pub fn entries(&self) -> [(&'static str, f64); 7] {
+        [
+            ("decode", self.decode),
+            ("orient", self.orient),
+            ("icc", self.icc),
+            ("resize", self.resize),
+            ("jpeg", self.jpeg),
+            ("webp", self.webp),
+            ("palette", self.palette),
+        ]
+    }
+}
+
+fn timed<T>(slot: &mut f64, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    *slot += start.elapsed().as_secs_f64();
+    out
+}
+
+/// A rendition's pixels in display orientation.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub name: String,
+    pub pixels: Pixels,
+    full_frame: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub name: String,
+    pub format: OutFormat,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Processed {
+    pub header: Header,
+    pub outputs: Vec<Output>,
+    pub palette: Option<PaletteResult>,
+    pub timings: Timings,
+}
+
+/// Header facts, refusing images above `max_pixels` before any pixel exists.
+pub fn probe(data: &[u8], max_pixels: u64) -> Result<Header> {
+    let h = header::parse(data)?;
+    limits::check_dimensions(h.width, h.height, max_pixels)?;
+    Ok(h)
+}
+
+/// Decoded sRGB pixels in stored orientation.
+fn load(data: &[u8], max_pixels: u64, threads: usize, t: &mut Timings) -> Result<(Header, Pixels)> {
+    let (header, decoded) = timed(&mut t.decode, || -> Result<_> {
+        let h = probe(data, max_pixels)?;
+        let d = decode::decode(data, &h, max_pixels)?;
+        Ok((h, d))
+    })?;
+    let pixels = timed(&mut t.icc, || color::to_srgb(decoded, threads))?;
+    Ok((header, pixels))
+}
+
+fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Result<Vec<Rendered>> {
+    let o = header.orientation;
+    let (dw, dh) = orient::oriented_size(src.width, src.height, o);
+    let plans = rendition::plan(specs, dw, dh)?;
+    // Largest first, so smaller renditions can be resampled from larger ones.
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
+    let mut done: Vec<Option<Pixels>> = vec![None; plans.len()];
+    let mut resizer = Resizer::new();
+    for &i in &order {
+        let plan = &plans[i];
+        let crop = orient::crop_to_stored(plan.crop, dw, dh, o);
+        let (tw, th) = orient::oriented_size(plan.width, plan.height, o);
+        let base = plans
+            .iter()
+            .zip(&done)
+            .filter(|(p, _)| p.is_full_frame(dw, dh))
+            .filter_map(|(_, d)| d.as_ref())
+            .filter(|mid| {
+                let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
+                c.width >= CHAIN_FACTOR * f64::from(tw) && c.height >= CHAIN_FACTOR * f64::from(th)
+            })
+            .min_by_key(|mid| u64::from(mid.width) * u64::from(mid.height));
+        let out = timed(&mut t.resize, || match base {
+            Some(mid) => {
+                let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
+                resize::resize(&mut resizer, mid, c, tw, th)
+            }
+            None => resize::resize(&mut resizer, src, crop, tw, th),
+        })?;
+        done[i] = Some(out);
+    }
+    timed(&mut t.orient, || {
+        plans
+            .into_iter()
+            .zip(done)
+            .map(|(plan, px)| {
+                let px = px.ok_or_else(|| ImgError::Internal("rendition not rendered".into()))?;
+                let (data, width, height) = orient::apply(px.data, px.width, px.height, px.channels, o);
+                let full_frame = plan.is_full_frame(dw, dh);
+                Ok(Rendered { name: plan.name, pixels: Pixels { width, height, channels: px.channels, data }, full_frame })
+            })
+            .collect()
+    })
+}
+
+/// The resized pixels of every rendition before encoding, in display orientation.
+pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
+    let mut t = Timings::default();
+    let (header, src) = load(data, max_pixels, 1, &mut t)?;
+    render(&header, &src, specs, &mut t)
+}
+
+/// A display-oriented thumbnail fitting in THUMB x THUMB, from the smallest full-frame
+/// rendition when there is one, never from a larger image than needed.
+fn thumbnail(header: &Header, src: &Pixels, renders: &[Rendered]) -> Result<Pixels> {
+    let o = header.orientation;
+    let smallest = renders
+        .iter()
+        .filter(|r| r.full_frame)
+        .min_by_key(|r| u64::from(r.pixels.width) * u64::from(r.pixels.height));
+    let (base, orientation) = match smallest {
+        Some(r) => (&r.pixels, 1),
+        None => (src, o),
+    };
+    let (bw, bh) = orient::oriented_size(base.width, base.height, orientation);
+    let plan = rendition::plan(&[Spec { width: THUMB, height: Some(THUMB), cover: false }], bw, bh)?;
+    let (tw, th) = orient::oriented_size(plan[0].width, plan[0].height, orientation);
+    let small = resize::resize(&mut Resizer::new(), base, Crop::full(base.width, base.height), tw, th)?;
+    let (data, width, height) = orient::apply(small.data, small.width, small.height, small.channels, orientation);
+    Ok(Pixels { width, height, channels: small.channels, data })
+}
+
+pub fn palette_of(p: &Pixels) -> PaletteResult {
+    palette::compute(&p.to_rgba(), p.width, p.height)
+}
+
+type Job<'a> = (usize, &'a Rendered, OutFormat);
+type Done = (usize, Result<Vec<u8>>, OutFormat, f64);
+
+fn encode_job(job: Job<'_>, opts: &Options) -> Done {
+    let (i, r, fmt) = job;
+    let start = Instant::now();
+    let res = match fmt {
+        OutFormat::Jpeg => encode::jpeg(&r.pixels, opts.jpeg_quality),
+        OutFormat::WebP => encode::webp(&r.pixels, opts.webp_quality, opts.webp_method),
+    };
+    (i, res, fmt, start.elapsed().as_secs_f64())
+}
+
+pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed> {
+    let mut t = Timings::default();
+    let threads = opts.threads.clamp(1, 64);
+    let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
+    let renders = render(&header, &src, specs, &mut t)?;
+    let thumb = if opts.palette { Some(timed(&mut t.palette, || thumbnail(&header, &src, &renders))?) } else { None };
+    drop(src);
+
+    let jobs: Vec<Job<'_>> = renders
+        .iter()
+        .flat_map(|r| opts.formats.iter().map(move |&f| (r, f)))
+        .enumerate()
+        .map(|(i, (r, f))| (i, r, f))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Done>> = Mutex::new(Vec::with_capacity(jobs.len()));
+    let work = || {
+        let mut mine = Vec::new();
+        while let Some(&job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+            mine.push(encode_job(job, opts));
+        }
+        results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(mine);
+    };
+    let palette = std::thread::scope(|s| {
+        for _ in 1..threads.min(jobs.len().max(1)) {
+            s.spawn(work);
+        }
+        let palette = thumb.as_ref().map(|p| timed(&mut t.palette, || palette_of(p)));
+        work();
+        palette
+    });
+
+    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.sort_by_key(|d| d.0);
+    let mut outputs = Vec::with_capacity(results.len());
+    for ((_, res, fmt, secs), (_, r, _)) in results.into_iter().zip(&jobs) {
+        match fmt {
+            OutFormat::Jpeg => t.jpeg += secs,
+            OutFormat::WebP => t.webp += secs,
+        }
+        outputs.push(Output { name: r.name.clone(), format: fmt, width: r.pixels.width, height: r.pixels.height, data: res? });
+    }
+    Ok(Processed { header, outputs, palette, timings: t })
+}
