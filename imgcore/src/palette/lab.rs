@@ -67,7 +67,8 @@ pub fn xyz_from_argb(argb: Argb) -> [f64; 3] {
     ]
 }
 
-/// L* of an ARGB colour: HCT's tone.
+/// L* of an ARGB colour: HCT's tone (Score no longer filters on it; kept for checks).
+#[cfg(test)]
 pub fn lstar_from_argb(argb: Argb) -> f64 {
     let [r, g, b] = linear_rgb(argb);
     let y = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 100.0;

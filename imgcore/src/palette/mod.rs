@@ -17,6 +17,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Colour budget of upstream's image quantization for theming.
 const SEED_MAX_COLORS: usize = 128;
 const DOMINANT_MAX_COLORS: usize = 8;
+/// Merging at most 128 weighted colours converges in a few rounds; the cap only bounds
+/// the worst case.
+const DOMINANT_MODE: wsmeans::Mode = wsmeans::Mode::Nearest {
+    max_iterations: 100,
+};
 
 /// The palette of one image, computed from a small rendition (straight RGBA8).
 #[derive(Debug, Clone, PartialEq)]
@@ -51,58 +56,64 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     let counts: Vec<u32> = distinct.iter().map(|&(_, count)| count).collect();
     let histogram = wu::Histogram::new(&distinct);
 
-    let seed = seed_color(&histogram, &points, &counts);
-    let colors = dominant_colors(&histogram, &points, &counts);
+    // QuantizerCelebi, then Score, as upstream's `SourceColorFromImage`.
+    let starting = histogram.quantize(SEED_MAX_COLORS);
+    let guesses: Vec<usize> = distinct
+        .iter()
+        .map(|&(argb, _)| starting.owner(argb))
+        .collect();
+    let mut clusters = wsmeans::quantize(
+        &points,
+        &counts,
+        &guesses,
+        &starting.colors,
+        SEED_MAX_COLORS,
+        wsmeans::Mode::Upstream,
+    );
+    clusters.sort_unstable_by_key(|&(argb, _)| argb);
+    let seed = score::ranked_suggestions(&clusters, 4)
+        .first()
+        .copied()
+        .unwrap_or(score::FALLBACK);
 
     PaletteResult {
-        colors,
+        colors: dominant_colors(&histogram, &clusters),
         seed: lab::rgb_from_argb(seed),
         thumbhash: thumb::thumbhash_base64(rgba, width, rows),
     }
 }
 
-/// QuantizerCelebi + Score, as upstream's `SourceColorFromImage`.
-fn seed_color(histogram: &wu::Histogram, points: &[Lab], counts: &[u32]) -> Argb {
-    let starting = histogram.quantize(SEED_MAX_COLORS);
-    let mut clusters = wsmeans::quantize(
-        points,
-        counts,
-        &starting,
-        SEED_MAX_COLORS,
-        wsmeans::Start::Upstream,
-    );
-    clusters.sort_unstable_by_key(|&(argb, _)| argb);
-    score::ranked_suggestions(&clusters, 4)
-        .first()
-        .copied()
-        .unwrap_or(score::FALLBACK)
-}
-
-/// The dominant colours come from their own 8-colour Wu + k-means run rather than from
-/// merging the 128 seed clusters: Wu's first 8 cuts already split the histogram where the
-/// variance is, k-means then centres each cluster on its pixels' mean (weighted by count),
-/// so the colours are real averages with exact shares, and the extra run is cheap since it
-/// reuses the histogram and the Lab points. Points start in their nearest cluster instead
-/// of upstream's pseudo-random one, which only matters for reproducing the seed.
-fn dominant_colors(
-    histogram: &wu::Histogram,
-    points: &[Lab],
-    counts: &[u32],
-) -> Vec<([u8; 3], f32)> {
-    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+/// The dominant colours merge the (up to) 128 seed clusters into 8 with weighted k-means,
+/// started from Wu's first 8 boxes (Wu's cuts go where the variance is). Each seed cluster
+/// is the mean of its pixels, so a merged colour is the mean of its pixels too and its
+/// share is exact, while k-means over 128 weighted colours instead of every distinct pixel
+/// colour costs next to nothing. Points start in their nearest cluster rather than
+/// upstream's pseudo-random one, which only matters for reproducing the seed.
+fn dominant_colors(histogram: &wu::Histogram, clusters: &[(Argb, u32)]) -> Vec<([u8; 3], f32)> {
+    let total: u64 = clusters.iter().map(|&(_, c)| u64::from(c)).sum();
     if total == 0 {
         return Vec::new();
     }
+    let points: Vec<Lab> = clusters
+        .iter()
+        .map(|&(argb, _)| Lab::from_argb(argb))
+        .collect();
+    let counts: Vec<u32> = clusters.iter().map(|&(_, count)| count).collect();
     let starting = histogram.quantize(DOMINANT_MAX_COLORS);
-    let mut clusters = wsmeans::quantize(
-        points,
-        counts,
-        &starting,
+    let guesses: Vec<usize> = clusters
+        .iter()
+        .map(|&(argb, _)| starting.owner(argb))
+        .collect();
+    let mut merged = wsmeans::quantize(
+        &points,
+        &counts,
+        &guesses,
+        &starting.colors,
         DOMINANT_MAX_COLORS,
-        wsmeans::Start::Nearest,
+        DOMINANT_MODE,
     );
-    clusters.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    clusters
+    merged.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    merged
         .into_iter()
         .map(|(argb, count)| {
             (
@@ -117,7 +128,8 @@ fn dominant_colors(
 /// pixel counts, in order of first appearance: WSMeans' pseudo-random start is drawn in
 /// that order, so it must match upstream's.
 fn distinct_opaque_colors(rgba: &[u8]) -> Vec<(Argb, u32)> {
-    let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> = HashMap::default();
+    let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> =
+        HashMap::with_capacity_and_hasher((rgba.len() / 4).min(1 << 16), Default::default());
     let mut distinct: Vec<(Argb, u32)> = Vec::new();
     for px in rgba.chunks_exact(4) {
         if px[3] != 255 {

@@ -5,17 +5,19 @@
 
 use super::lab::{Argb, Lab};
 
-const MAX_ITERATIONS: usize = 100;
+const UPSTREAM_MAX_ITERATIONS: usize = 100;
 const MIN_DELTA_E: f64 = 3.0;
 const UPSTREAM_SEED: u32 = 42688;
 
-/// How points are assigned before the first iteration.
+/// How points are assigned before the first iteration, and how long to iterate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Start {
-    /// Upstream's pseudo-random assignment: needed to reproduce its seed colour.
+pub enum Mode {
+    /// Upstream's pseudo-random start and 100-iteration cap: needed to reproduce its seed.
     Upstream,
-    /// Each point in its nearest starting cluster: plain k-means, for the dominant colours.
-    Nearest,
+    /// Each point starts in its nearest cluster: plain weighted k-means, for the dominant
+    /// colours. The cap matters on noise-like images, where the 3 ΔE move threshold lets
+    /// points trade places between big clusters for all 100 rounds.
+    Nearest { max_iterations: usize },
 }
 
 /// glibc's `random()` (TYPE_3 additive feedback generator), which backs `rand()` on the
@@ -66,14 +68,17 @@ impl GlibcRand {
 }
 
 /// Refines `starting` clusters over the distinct colours `points` (weighted by `counts`).
+/// `guesses` may name a likely-nearest starting cluster per point (Wu's box of the colour):
+/// it only speeds up the first nearest-cluster search, never changes the result.
 /// Returns each non-empty cluster's colour with its pixel count, merged when two clusters
 /// round to the same sRGB colour, in cluster order.
 pub fn quantize(
     points: &[Lab],
     counts: &[u32],
+    guesses: &[usize],
     starting: &[Argb],
     max_colors: usize,
-    start: Start,
+    mode: Mode,
 ) -> Vec<(Argb, u32)> {
     let cluster_count = max_colors.min(points.len()).min(starting.len()).min(256);
     if cluster_count == 0 || counts.len() != points.len() {
@@ -84,26 +89,33 @@ pub fn quantize(
         .map(|&c| Lab::from_argb(c))
         .collect();
 
-    let mut assignment: Vec<usize> = match start {
-        Start::Upstream => {
+    let (mut assignment, max_iterations): (Vec<usize>, usize) = match mode {
+        Mode::Upstream => {
             let mut rng = GlibcRand::new(UPSTREAM_SEED);
-            points
-                .iter()
-                .map(|_| rng.next() as usize % cluster_count)
-                .collect()
+            let start = points.iter().map(|_| rng.next() as usize % cluster_count);
+            (start.collect(), UPSTREAM_MAX_ITERATIONS)
         }
-        Start::Nearest => points.iter().map(|p| nearest(p, &clusters)).collect(),
+        Mode::Nearest { max_iterations } => {
+            let start = points.iter().map(|p| nearest(p, &clusters));
+            (start.collect(), max_iterations)
+        }
     };
 
     let n = cluster_count;
     let mut distances = vec![0.0f64; n * n];
-    // Per cluster, the other clusters by increasing distance: a point only needs to look at
-    // clusters closer to its current one than twice its own distance (triangle inequality),
-    // which upstream checks for all clusters and this walks in order until the bound.
-    let mut neighbours: Vec<(f64, u16)> = vec![(0.0, 0); n * n];
+    // Each cluster's neighbours by increasing distance, packed as (f32 distance bits, index)
+    // so a row sorts as plain integers (non-negative floats order like their bits).
+    let mut neighbours: Vec<u64> = vec![0; n * n];
+    let mut searches: Vec<Search> = (0..points.len())
+        .map(|i| Search {
+            nearest: guesses.get(i).copied().filter(|&g| g < n).unwrap_or(0),
+            upper: f64::INFINITY,
+            lower: f64::NEG_INFINITY,
+        })
+        .collect();
     let mut populations = vec![0u64; n];
 
-    for iteration in 0..MAX_ITERATIONS {
+    for iteration in 0..max_iterations {
         for i in 0..n {
             distances[i * n + i] = 0.0;
             for j in i + 1..n {
@@ -112,67 +124,64 @@ pub fn quantize(
                 distances[j * n + i] = d;
             }
         }
-        for i in 0..n {
-            let row = &mut neighbours[i * n..(i + 1) * n];
-            for (j, slot) in row.iter_mut().enumerate() {
-                *slot = (distances[i * n + j], j as u16);
+        for (i, row) in neighbours.chunks_exact_mut(n).enumerate() {
+            let distances = &distances[i * n..(i + 1) * n];
+            if iteration == 0 {
+                for (j, slot) in row.iter_mut().enumerate() {
+                    *slot = neighbour_key(distances[j], j);
+                }
+                row.sort_unstable();
+            } else {
+                // Clusters move little between rounds, so last round's order is nearly
+                // sorted and an insertion sort beats a full sort by an order of magnitude.
+                for slot in row.iter_mut() {
+                    let j = (*slot & 0xFF) as usize;
+                    *slot = neighbour_key(distances[j], j);
+                }
+                insertion_sort(row);
             }
-            row.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         }
 
         let mut moved = false;
-        for (point, cluster) in points.iter().zip(assignment.iter_mut()) {
-            let previous = *cluster;
-            let previous_distance = point.delta_e(&clusters[previous]);
-            let limit = 4.0 * previous_distance;
-            let mut minimum = previous_distance;
-            let mut best: Option<usize> = None;
-            for &(to_previous, j) in &neighbours[previous * n..(previous + 1) * n] {
-                if to_previous >= limit {
-                    break;
+        for ((point, cluster), search) in points
+            .iter()
+            .zip(assignment.iter_mut())
+            .zip(searches.iter_mut())
+        {
+            // Upstream moves a point to the cluster it finds strictly closer than its
+            // current one, scanning by index: that is the lowest-index nearest cluster
+            // whenever that one is closer, and the move only counts past 3 ΔE.
+            let minimum = if search.still_nearest() {
+                if *cluster == search.nearest {
+                    continue;
                 }
-                let j = usize::from(j);
-                let d = point.delta_e(&clusters[j]);
-                // Upstream scans clusters by index with a strict `<`, so among equally
-                // near clusters the lowest index wins; keep that despite the sorted walk.
-                if d < minimum || (d == minimum && best.is_some_and(|b| j < b)) {
-                    minimum = d;
-                    best = Some(j);
-                }
-            }
-            if let Some(best) = best {
-                if (minimum.sqrt() - previous_distance.sqrt()).abs() > MIN_DELTA_E {
-                    moved = true;
-                    *cluster = best;
-                }
+                let d = point.delta_e(&clusters[search.nearest]);
+                search.upper = d.sqrt();
+                d
+            } else {
+                let row = &neighbours[search.nearest * n..(search.nearest + 1) * n];
+                search.refresh(point, &clusters, row)
+            };
+            let best = search.nearest;
+            let previous_distance = if *cluster == best {
+                minimum
+            } else {
+                point.delta_e(&clusters[*cluster])
+            };
+            if minimum < previous_distance
+                && (minimum.sqrt() - previous_distance.sqrt()).abs() > MIN_DELTA_E
+            {
+                moved = true;
+                *cluster = best;
             }
         }
         if !moved && iteration != 0 {
             break;
         }
 
-        let mut sums = vec![[0.0f64; 3]; n];
-        populations.iter_mut().for_each(|p| *p = 0);
-        for ((point, &cluster), &count) in points.iter().zip(&assignment).zip(counts) {
-            populations[cluster] += u64::from(count);
-            let w = f64::from(count);
-            sums[cluster][0] += point.l * w;
-            sums[cluster][1] += point.a * w;
-            sums[cluster][2] += point.b * w;
-        }
-        for ((cluster, sum), &population) in clusters.iter_mut().zip(&sums).zip(&populations) {
-            *cluster = if population == 0 {
-                // Upstream parks empty clusters at black rather than dropping them.
-                Lab::default()
-            } else {
-                let p = population as f64;
-                Lab {
-                    l: sum[0] / p,
-                    a: sum[1] / p,
-                    b: sum[2] / p,
-                }
-            };
-        }
+        let previous = clusters.clone();
+        recompute_centres(points, counts, &assignment, &mut clusters, &mut populations);
+        loosen_bounds(&previous, &clusters, &mut searches);
     }
 
     let mut swatches: Vec<(Argb, u32)> = Vec::new();
@@ -188,6 +197,143 @@ pub fn quantize(
         }
     }
     swatches
+}
+
+/// Sort key of cluster `index` at squared distance `distance` in a neighbour row: the f32
+/// distance bits (non-negative floats order like their bits) above the 8-bit index.
+fn neighbour_key(distance: f64, index: usize) -> u64 {
+    (u64::from((distance as f32).to_bits()) << 8) | index as u64
+}
+
+fn insertion_sort(row: &mut [u64]) {
+    for i in 1..row.len() {
+        let key = row[i];
+        let mut j = i;
+        while j > 0 && row[j - 1] > key {
+            row[j] = row[j - 1];
+            j -= 1;
+        }
+        row[j] = key;
+    }
+}
+
+/// Where a point's nearest cluster was last found, with bounds (in ΔE, not squared) that
+/// let later rounds skip the search: `upper` bounds the distance to `nearest`, `lower`
+/// the distance to every other cluster.
+struct Search {
+    nearest: usize,
+    upper: f64,
+    lower: f64,
+}
+
+impl Search {
+    /// `nearest` is certainly still the unique nearest cluster. The margin absorbs the
+    /// rounding of the bound updates, so skipping never changes the result.
+    fn still_nearest(&self) -> bool {
+        self.upper * (1.0 + 1e-9) + 1e-9 < self.lower
+    }
+
+    /// Finds the nearest cluster (lowest index among equals) by walking outwards from the
+    /// last one through its sorted neighbour `row`, and returns its squared distance.
+    /// By the triangle inequality a cluster `j` is at least |c_j - c_from| - |p - c_from|
+    /// from the point, so once that exceeds the second-best distance found, no cluster
+    /// further along the row can be nearest or second nearest; the margin covers the
+    /// f32 rounding of the row keys.
+    fn refresh(&mut self, point: &Lab, clusters: &[Lab], row: &[u64]) -> f64 {
+        let from = self.nearest;
+        let mut minimum = point.delta_e(&clusters[from]);
+        let from_root = minimum.sqrt();
+        let mut best = from;
+        let mut second = f64::INFINITY;
+        let mut limit = f64::INFINITY;
+        for &packed in row {
+            if f64::from(f32::from_bits((packed >> 8) as u32)) > limit {
+                break;
+            }
+            let j = (packed & 0xFF) as usize;
+            if j == best {
+                continue;
+            }
+            let d = point.delta_e(&clusters[j]);
+            let runner_up = if d < minimum || (d == minimum && j < best) {
+                let displaced = minimum;
+                minimum = d;
+                best = j;
+                displaced
+            } else {
+                d
+            };
+            if runner_up < second {
+                second = runner_up;
+                let reach = from_root + second.sqrt();
+                limit = reach * reach * (1.0 + 1e-5);
+            }
+        }
+        self.nearest = best;
+        self.upper = minimum.sqrt();
+        self.lower = second.sqrt();
+        minimum
+    }
+}
+
+/// Moves every cluster to the weighted mean of its points, as upstream (same summation
+/// order, so the same bits); an empty cluster is parked at black rather than dropped.
+fn recompute_centres(
+    points: &[Lab],
+    counts: &[u32],
+    assignment: &[usize],
+    clusters: &mut [Lab],
+    populations: &mut [u64],
+) {
+    let mut sums = vec![[0.0f64; 3]; clusters.len()];
+    populations.iter_mut().for_each(|p| *p = 0);
+    for ((point, &cluster), &count) in points.iter().zip(assignment).zip(counts) {
+        populations[cluster] += u64::from(count);
+        let w = f64::from(count);
+        sums[cluster][0] += point.l * w;
+        sums[cluster][1] += point.a * w;
+        sums[cluster][2] += point.b * w;
+    }
+    for ((cluster, sum), &population) in clusters.iter_mut().zip(&sums).zip(populations.iter()) {
+        *cluster = if population == 0 {
+            Lab::default()
+        } else {
+            let p = population as f64;
+            Lab {
+                l: sum[0] / p,
+                a: sum[1] / p,
+                b: sum[2] / p,
+            }
+        };
+    }
+}
+
+/// After clusters move, a point's distance to its nearest grows by at most that cluster's
+/// shift and its distance to any other shrinks by at most the largest other shift.
+fn loosen_bounds(previous: &[Lab], clusters: &[Lab], searches: &mut [Search]) {
+    let shifts: Vec<f64> = previous
+        .iter()
+        .zip(clusters)
+        .map(|(old, new)| old.delta_e(new).sqrt())
+        .collect();
+    let (mut largest, mut largest_at, mut runner_up) = (0.0f64, usize::MAX, 0.0f64);
+    for (j, &shift) in shifts.iter().enumerate() {
+        if shift > largest {
+            runner_up = largest;
+            largest = shift;
+            largest_at = j;
+        } else if shift > runner_up {
+            runner_up = shift;
+        }
+    }
+    for search in searches {
+        search.upper += shifts[search.nearest];
+        search.lower -= if search.nearest == largest_at {
+            runner_up
+        } else {
+            largest
+        };
+    }
 }
 
 fn nearest(point: &Lab, clusters: &[Lab]) -> usize {
@@ -226,18 +372,19 @@ mod tests {
     fn separates_two_colours() {
         let colors = [0xFFFF_0000u32, 0xFF00_00FF];
         let points: Vec<Lab> = colors.iter().map(|&c| Lab::from_argb(c)).collect();
-        for start in [Start::Upstream, Start::Nearest] {
-            let mut out = quantize(&points, &[30, 10], &colors, 128, start);
+        for mode in [Mode::Upstream, Mode::Nearest { max_iterations: 10 }] {
+            let mut out = quantize(&points, &[30, 10], &[], &colors, 128, mode);
             out.sort_unstable();
-            assert_eq!(out, vec![(0xFF00_00FF, 10), (0xFFFF_0000, 30)], "{start:?}");
+            assert_eq!(out, vec![(0xFF00_00FF, 10), (0xFFFF_0000, 30)], "{mode:?}");
         }
     }
 
     #[test]
     fn empty_inputs_give_nothing() {
-        assert!(quantize(&[], &[], &[0xFF00_0000], 128, Start::Upstream).is_empty());
+        assert!(quantize(&[], &[], &[], &[0xFF00_0000], 128, Mode::Upstream).is_empty());
         let p = [Lab::default()];
-        assert!(quantize(&p, &[1], &[], 128, Start::Upstream).is_empty());
-        assert!(quantize(&p, &[1], &[0xFF00_0000], 0, Start::Nearest).is_empty());
+        assert!(quantize(&p, &[1], &[], &[], 128, Mode::Upstream).is_empty());
+        let refine = Mode::Nearest { max_iterations: 10 };
+        assert!(quantize(&p, &[1], &[7], &[0xFF00_0000], 0, refine).is_empty());
     }
 }

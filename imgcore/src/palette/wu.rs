@@ -30,6 +30,22 @@ enum Direction {
     Blue,
 }
 
+/// Wu's clusters, and which one each histogram cell fell into.
+pub struct Clusters {
+    /// Box averages, in cut order like upstream.
+    pub colors: Vec<Argb>,
+    owners: Vec<u8>,
+}
+
+impl Clusters {
+    /// Index in `colors` of the box holding `argb`: usually its nearest cluster, which
+    /// makes a good first guess for WSMeans' nearest-cluster search.
+    pub fn owner(&self, argb: Argb) -> usize {
+        let [r, g, b] = rgb_from_argb(argb).map(|c| usize::from(c >> (8 - INDEX_BITS)));
+        usize::from(self.owners[(r << (2 * INDEX_BITS)) | (g << INDEX_BITS) | b])
+    }
+}
+
 /// Cumulative moments of the colour histogram, built once per image and shared by
 /// every `quantize` call.
 pub struct Histogram {
@@ -106,9 +122,13 @@ impl Histogram {
     }
 
     /// Up to `max_colors` (1..=256) box averages, in cut order like upstream.
-    pub fn quantize(&self, max_colors: usize) -> Vec<Argb> {
+    pub fn quantize(&self, max_colors: usize) -> Clusters {
+        let mut clusters = Clusters {
+            colors: Vec::new(),
+            owners: vec![0; 1 << (3 * INDEX_BITS)],
+        };
         if max_colors == 0 || max_colors > MAX_COLORS {
-            return Vec::new();
+            return clusters;
         }
         let mut cubes = vec![Box3::default(); MAX_COLORS];
         cubes[0].r1 = SIDE - 1;
@@ -143,17 +163,29 @@ impl Histogram {
             }
         }
 
-        cubes[..color_count]
-            .iter()
-            .filter_map(|cube| {
-                let weight = vol(cube, &self.weights);
-                (weight > 0).then(|| {
-                    // Integer division truncates like upstream's int64 arithmetic.
-                    let channel = |m: &[i64]| (vol(cube, m) / weight).clamp(0, 255) as u8;
-                    argb_from_rgb(channel(&self.m_r), channel(&self.m_g), channel(&self.m_b))
-                })
-            })
-            .collect()
+        for cube in &cubes[..color_count] {
+            let weight = vol(cube, &self.weights);
+            if weight <= 0 {
+                continue;
+            }
+            // Integer division truncates like upstream's int64 arithmetic.
+            let channel = |m: &[i64]| (vol(cube, m) / weight).clamp(0, 255) as u8;
+            let owner = clusters.colors.len() as u8;
+            clusters.colors.push(argb_from_rgb(
+                channel(&self.m_r),
+                channel(&self.m_g),
+                channel(&self.m_b),
+            ));
+            // Box bounds are exclusive below and inclusive above, in 1-based histogram
+            // coordinates; owners are indexed by the 0-based 5-bit channels.
+            for r in cube.r0..cube.r1 {
+                for g in cube.g0..cube.g1 {
+                    let row = (r << (2 * INDEX_BITS)) | (g << INDEX_BITS);
+                    clusters.owners[row + cube.b0..row + cube.b1].fill(owner);
+                }
+            }
+        }
+        clusters
     }
 
     fn variance_if_splittable(&self, cube: &Box3) -> f64 {
@@ -323,19 +355,25 @@ mod tests {
     #[test]
     fn two_solid_colours_give_those_colours() {
         let hist = Histogram::new(&[(0xFFFF_0000, 300), (0xFF00_00FF, 100)]);
-        let mut out = hist.quantize(128);
-        out.sort_unstable();
-        assert_eq!(out, vec![0xFF00_00FF, 0xFFFF_0000]);
+        let out = hist.quantize(128);
+        let mut colors = out.colors.clone();
+        colors.sort_unstable();
+        assert_eq!(colors, vec![0xFF00_00FF, 0xFFFF_0000]);
+        // Each colour's box is the cluster of that colour.
+        assert_eq!(out.colors[out.owner(0xFFFF_0000)], 0xFFFF_0000);
+        assert_eq!(out.colors[out.owner(0xFF00_00FF)], 0xFF00_00FF);
     }
 
     #[test]
     fn one_colour_and_empty_input() {
-        assert_eq!(
-            Histogram::new(&[(0xFF12_3456, 9)]).quantize(128),
-            vec![0xFF12_3456]
-        );
-        assert!(Histogram::new(&[]).quantize(128).is_empty());
-        assert!(Histogram::new(&[(0xFF12_3456, 9)]).quantize(0).is_empty());
+        let one = Histogram::new(&[(0xFF12_3456, 9)]).quantize(128);
+        assert_eq!(one.colors, vec![0xFF12_3456]);
+        assert_eq!(one.owner(0xFF12_3456), 0);
+        assert!(Histogram::new(&[]).quantize(128).colors.is_empty());
+        assert!(Histogram::new(&[(0xFF12_3456, 9)])
+            .quantize(0)
+            .colors
+            .is_empty());
     }
 
     #[test]
@@ -349,7 +387,11 @@ mod tests {
             })
             .collect();
         let hist = Histogram::new(&colors);
-        assert_eq!(hist.quantize(4).len(), 4);
-        assert!(hist.quantize(128).len() <= 64);
+        assert_eq!(hist.quantize(4).colors.len(), 4);
+        let many = hist.quantize(128);
+        assert!(many.colors.len() <= 64);
+        for &(argb, _) in &colors {
+            assert!(many.owner(argb) < many.colors.len());
+        }
     }
 }
