@@ -1,0 +1,285 @@
+"""The state store on Firestore.
+
+Layout (collection names under an optional prefix):
+- `images/{image_id}`: one document per image, the fields of `ImageRecord`;
+- `jobs/{job_id}` with a `tasks` subcollection: one document per task of the job, written
+  once when queued and once when finished, so no document is written by every worker; job
+  progress comes from count aggregations over the subcollection;
+- `failed_tasks/{sha256(task name)}`: the dead letters.
+
+Every transition is a transaction that re-reads the image and compares state and `match`
+fields before writing (compare-and-set); Firestore retries contended transactions itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
+from typing import Any, TypeVar, cast
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.transaction import Transaction, transactional
+
+from imgpipe.gcp._errors import translated
+from imgpipe.model import (
+    DeadLetter,
+    ImageRecord,
+    JobRecord,
+    State,
+    TaskStatus,
+    check_transition,
+)
+
+T = TypeVar("T")
+_IMAGE_FIELDS = tuple(f.name for f in fields(ImageRecord))
+_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter))
+_BATCH = 400  # below Firestore's 500 writes per batch
+
+
+def doc_id(key: str) -> str:
+    """Document ids may not contain '/', so keys like object paths are hashed."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _encode(record: ImageRecord) -> dict[str, Any]:
+    data = {name: getattr(record, name) for name in _IMAGE_FIELDS}
+    data["state"] = record.state.value
+    return data
+
+
+def _decode(data: Mapping[str, Any]) -> ImageRecord:
+    values: dict[str, Any] = {name: data.get(name) for name in _IMAGE_FIELDS}
+    values["state"] = State(values["state"])
+    for name in ("generation", "attempts", "sweeps"):
+        values[name] = int(values[name] or 0)
+    return ImageRecord(**values)
+
+
+def _letter(data: Mapping[str, Any]) -> DeadLetter:
+    values: dict[str, Any] = {name: data.get(name) for name in _LETTER_FIELDS}
+    return DeadLetter(**values)
+
+
+class FirestoreStateStore:
+    def __init__(self, client: firestore.Client, prefix: str = "") -> None:
+        self._client = client
+        self._images = client.collection(f"{prefix}images")
+        self._jobs = client.collection(f"{prefix}jobs")
+        self._letters = client.collection(f"{prefix}failed_tasks")
+
+    def _in_transaction(self, body: Callable[[Transaction], T]) -> T:
+        run = cast(Callable[[Transaction], T], transactional(body))
+        return run(self._client.transaction())
+
+    # -- images ----------------------------------------------------------------------------
+
+    def get_image(self, image_id: str) -> ImageRecord | None:
+        with translated(f"reading image {image_id}"):
+            snap = self._images.document(image_id).get()
+        return _decode(snap.to_dict() or {}) if snap.exists else None
+
+    def insert_image(self, record: ImageRecord) -> tuple[ImageRecord, bool]:
+        ref = self._images.document(record.image_id)
+        with translated(f"inserting image {record.image_id}"):
+            try:
+                ref.create(_encode(record))
+                return record, True
+            except gexc.AlreadyExists:
+                pass
+            snap = ref.get()
+        if not snap.exists:  # deleted between the two calls: try once more
+            return self.insert_image(record)
+        return _decode(snap.to_dict() or {}), False
+
+    def transition(
+        self,
+        image_id: str,
+        expect: Iterable[State],
+        changes: Mapping[str, Any],
+        *,
+        match: Mapping[str, Any] | None = None,
+    ) -> ImageRecord | None:
+        match = dict(match or {})
+        unknown = (set(changes) | set(match)) - set(_IMAGE_FIELDS)
+        if unknown or "image_id" in changes:
+            raise ValueError(f"cannot change {sorted(unknown | {'image_id'} & set(changes))}")
+        states = {State(s) for s in expect}
+        if "state" in changes:
+            check_transition(states, State(changes["state"]))
+        update = {k: (v.value if isinstance(v, State) else v) for k, v in changes.items()}
+        ref = self._images.document(image_id)
+
+        def body(tx: Transaction) -> ImageRecord | None:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return None
+            current = _decode(snap.to_dict() or {})
+            if current.state not in states:
+                return None
+            if any(getattr(current, name) != value for name, value in match.items()):
+                return None
+            tx.update(ref, update)
+            return current.evolve(**{**changes, "state": State(update.get("state", current.state))})
+
+        with translated(f"updating image {image_id}"):
+            return self._in_transaction(body)
+
+    def delete_image(self, image_id: str) -> bool:
+        ref = self._images.document(image_id)
+
+        def body(tx: Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if snap.exists:
+                tx.delete(ref)
+            return bool(snap.exists)
+
+        with translated(f"deleting image {image_id}"):
+            existed = self._in_transaction(body)
+        self.remove_dead_letters([image_id])
+        return existed
+
+    def list_images(
+        self,
+        *,
+        state: State | None = None,
+        not_fingerprint: str | None = None,
+        started_before: float | None = None,
+        limit: int = 1000,
+    ) -> list[ImageRecord]:
+        """Queries match the composite indexes in firestore.indexes.json: (state, started_at),
+        (state, fingerprint), (state, updated_at). One inequality per query; a second one is
+        applied here."""
+        query: Any = self._images
+        if state is not None:
+            query = query.where(filter=FieldFilter("state", "==", state.value))
+        if started_before is not None:
+            query = query.where(filter=FieldFilter("started_at", "<", started_before))
+            query = query.order_by("started_at")
+        elif not_fingerprint is not None:
+            query = query.where(filter=FieldFilter("fingerprint", "!=", not_fingerprint))
+            query = query.order_by("fingerprint")
+        else:
+            query = query.order_by("updated_at")
+        with translated("listing images"):
+            records = [_decode(snap.to_dict() or {}) for snap in query.limit(limit).stream()]
+        if started_before is not None and not_fingerprint is not None:
+            records = [r for r in records if r.fingerprint != not_fingerprint]
+        return records
+
+    def count_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with translated("counting images"):
+            for state in State:
+                query = self._images.where(filter=FieldFilter("state", "==", state.value))
+                counts[state.value] = _count(query)
+        return counts
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, name: str | None, created_at: float) -> None:
+        with translated(f"creating job {job_id}"), contextlib.suppress(gexc.AlreadyExists):
+            self._jobs.document(job_id).create({"name": name, "created_at": created_at})
+
+    def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
+        ref = self._jobs.document(job_id).collection("tasks").document(doc_id(task_key))
+        record = {"task_key": task_key, "image_id": image_id, "status": TaskStatus.PENDING.value}
+        with translated(f"adding a task to job {job_id}"):
+            try:
+                ref.create(record)
+            except gexc.AlreadyExists:
+                return False
+        return True
+
+    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
+        ref = self._jobs.document(job_id).collection("tasks").document(doc_id(task_key))
+
+        def body(tx: Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if not snap.exists or (snap.to_dict() or {}).get("status") != TaskStatus.PENDING:
+                return False
+            tx.update(ref, {"status": status.value})
+            return True
+
+        with translated(f"finishing a task of job {job_id}"):
+            return self._in_transaction(body)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        ref = self._jobs.document(job_id)
+        with translated(f"reading job {job_id}"):
+            snap = ref.get()
+            if not snap.exists:
+                return None
+            tasks = ref.collection("tasks")
+            counts = {
+                status.value: _count(tasks.where(filter=FieldFilter("status", "==", status.value)))
+                for status in TaskStatus
+            }
+        data = snap.to_dict() or {}
+        return JobRecord(
+            job_id=job_id,
+            name=data.get("name"),
+            created_at=float(data.get("created_at") or 0.0),
+            total_tasks=sum(counts.values()),
+            counts={k: v for k, v in counts.items() if v},
+        )
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def record_dead_letter(self, letter: DeadLetter) -> bool:
+        letter_ref = self._letters.document(doc_id(letter.task_name))
+        image_ref = self._images.document(letter.image_id)
+
+        def body(tx: Transaction) -> bool:
+            # Firestore transactions read everything before they write.
+            known = letter_ref.get(transaction=tx).exists
+            image = image_ref.get(transaction=tx)
+            if not known:
+                tx.create(letter_ref, {name: getattr(letter, name) for name in _LETTER_FIELDS})
+            if image.exists:
+                current = _decode(image.to_dict() or {})
+                if current.state in (State.QUEUED, State.PROCESSING):
+                    tx.update(
+                        image_ref,
+                        {
+                            "state": State.FAILED.value,
+                            "error_code": letter.error_code,
+                            "error_message": letter.error_message,
+                            "attempts": max(current.attempts, letter.attempts),
+                            "next_attempt_at": None,
+                            "updated_at": letter.last_attempt_at,
+                        },
+                    )
+            return not known
+
+        with translated(f"recording a dead letter for {letter.image_id}"):
+            return self._in_transaction(body)
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        query = self._letters.order_by("last_attempt_at", direction="DESCENDING").limit(limit)
+        with translated("listing dead letters"):
+            return [_letter(snap.to_dict() or {}) for snap in query.stream()]
+
+    def remove_dead_letters(self, image_ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(image_ids))
+        removed = 0
+        with translated("removing dead letters"):
+            for start in range(0, len(ids), 30):  # `in` takes at most 30 values
+                chunk = ids[start : start + 30]
+                query = self._letters.where(filter=FieldFilter("image_id", "in", chunk))
+                refs = [snap.reference for snap in query.stream()]
+                for offset in range(0, len(refs), _BATCH):
+                    batch = self._client.batch()
+                    for ref in refs[offset : offset + _BATCH]:
+                        batch.delete(ref)
+                    batch.commit()
+                removed += len(refs)
+        return removed
+
+
+def _count(query: Any) -> int:
+    result = query.count(alias="n").get()
+    return int(result[0][0].value) if result and result[0] else 0
