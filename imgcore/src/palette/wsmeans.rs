@@ -102,9 +102,10 @@ pub fn quantize(
     };
 
     let n = cluster_count;
+    // Distances between clusters (ΔE, not squared), and each cluster's neighbours by
+    // increasing distance, packed as (f32 distance bits, index) so a row sorts as plain
+    // integers (non-negative floats order like their bits).
     let mut distances = vec![0.0f64; n * n];
-    // Each cluster's neighbours by increasing distance, packed as (f32 distance bits, index)
-    // so a row sorts as plain integers (non-negative floats order like their bits).
     let mut neighbours: Vec<u64> = vec![0; n * n];
     let mut searches: Vec<Search> = (0..points.len())
         .map(|i| Search {
@@ -119,7 +120,7 @@ pub fn quantize(
         for i in 0..n {
             distances[i * n + i] = 0.0;
             for j in i + 1..n {
-                let d = clusters[i].delta_e(&clusters[j]);
+                let d = clusters[i].delta_e(&clusters[j]).sqrt();
                 distances[i * n + j] = d;
                 distances[j * n + i] = d;
             }
@@ -199,8 +200,7 @@ pub fn quantize(
     swatches
 }
 
-/// Sort key of cluster `index` at squared distance `distance` in a neighbour row: the f32
-/// distance bits (non-negative floats order like their bits) above the 8-bit index.
+/// Sort key of cluster `index` at `distance` in a neighbour row.
 fn neighbour_key(distance: f64, index: usize) -> u64 {
     (u64::from((distance as f32).to_bits()) << 8) | index as u64
 }
@@ -236,18 +236,18 @@ impl Search {
     /// Finds the nearest cluster (lowest index among equals) by walking outwards from the
     /// last one through its sorted neighbour `row`, and returns its squared distance.
     /// By the triangle inequality a cluster `j` is at least |c_j - c_from| - |p - c_from|
-    /// from the point, so once that exceeds the second-best distance found, no cluster
-    /// further along the row can be nearest or second nearest; the margin covers the
-    /// f32 rounding of the row keys.
+    /// from the point, so once that gap exceeds the second-best distance found, no cluster
+    /// further along the row can be nearest or second nearest. Comparing the squared gap
+    /// keeps square roots out of the loop; the margin covers the f32 rounding of the keys.
     fn refresh(&mut self, point: &Lab, clusters: &[Lab], row: &[u64]) -> f64 {
         let from = self.nearest;
         let mut minimum = point.delta_e(&clusters[from]);
         let from_root = minimum.sqrt();
         let mut best = from;
         let mut second = f64::INFINITY;
-        let mut limit = f64::INFINITY;
         for &packed in row {
-            if f64::from(f32::from_bits((packed >> 8) as u32)) > limit {
+            let gap = f64::from(f32::from_bits((packed >> 8) as u32)) * (1.0 - 1e-6) - from_root;
+            if gap > 0.0 && gap * gap > second {
                 break;
             }
             let j = (packed & 0xFF) as usize;
@@ -263,11 +263,7 @@ impl Search {
             } else {
                 d
             };
-            if runner_up < second {
-                second = runner_up;
-                let reach = from_root + second.sqrt();
-                limit = reach * reach * (1.0 + 1e-5);
-            }
+            second = second.min(runner_up);
         }
         self.nearest = best;
         self.upper = minimum.sqrt();
