@@ -79,7 +79,7 @@ class Gcs:
 def gcs(log_dir: Path, pubsub_host: str, session_env: pytest.MonkeyPatch) -> Iterator[Gcs]:
     project, topic = "imgpipe-e2e", "gcs-events"
     status, _, body = gcpenv.http(
-        "PUT", f"http://{pubsub_host}/v1/projects/{project}/topics/{topic}", body=b""
+        "PUT", f"http://{pubsub_host}/v1/projects/{project}/topics/{topic}", json_body={}
     )
     assert status in (200, 409), body
     upload_bucket = "e2e-uploads"

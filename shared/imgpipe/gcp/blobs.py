@@ -13,8 +13,9 @@ import google.auth
 import google.auth.credentials
 import google.auth.transport.requests
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_transient_error
+from google.api_core.retry import Retry
 from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY  # type: ignore[import-untyped]
 
 from imgpipe.errors import NotFound
 from imgpipe.gcp._errors import translated
@@ -22,7 +23,8 @@ from imgpipe.ports import BlobInfo
 
 # Brief blips are retried here; a longer outage becomes a TransientError and the task is
 # retried by Cloud Tasks with its own backoff (a worker must not sit in one attempt for long).
-DEFAULT_RETRY = Retry(predicate=if_transient_error, initial=0.2, maximum=2.0, timeout=5.0)
+# The storage library's predicate (it knows the resumable-media errors), shorter delays.
+DEFAULT_RETRY: Retry = STORAGE_RETRY.with_delay(initial=0.2, maximum=2.0).with_timeout(5.0)
 DEFAULT_TIMEOUT = 60.0
 # Objects above this are streamed in chunks (resumable upload) rather than one request.
 CHUNK_SIZE = 8 * 1024 * 1024
