@@ -108,7 +108,7 @@ def tasks_host(log_dir: Path) -> Iterator[str]:
 
 
 @dataclass
-class TestKey:
+class SigningKey:
     kid: str
     private: rsa.RSAPrivateKey
 
@@ -144,17 +144,17 @@ class TestKey:
         return jwt.encode(body, self.private, algorithm="RS256", headers={"kid": self.kid})
 
 
-def new_key(kid: str) -> TestKey:
-    return TestKey(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+def new_key(kid: str) -> SigningKey:
+    return SigningKey(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 @pytest.fixture(scope="session")
-def signing_key() -> TestKey:
+def signing_key() -> SigningKey:
     return new_key("test-key-1")
 
 
 @pytest.fixture(scope="session")
-def jwks(signing_key: TestKey) -> Iterator[gcpenv.JwksServer]:
+def jwks(signing_key: SigningKey) -> Iterator[gcpenv.JwksServer]:
     server = gcpenv.JwksServer({"keys": [signing_key.jwk()]})
     try:
         yield server
