@@ -4,6 +4,7 @@ fake-gcs-server, gcloud-tasks-emulator, and the Cloud Functions served by functi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -123,7 +124,9 @@ class SigningKey:
     def jwk(self) -> dict[str, Any]:
         import jwt  # noqa: PLC0415
 
-        jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
+        jwk: dict[str, Any] = json.loads(
+            jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key())
+        )
         return {**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}
 
     def token(self, **claims: Any) -> str:
@@ -288,10 +291,8 @@ class Deployment:
         entries = []
         for line in text.splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     entries.append(json.loads(line))
-                except ValueError:
-                    pass
         return entries
 
     def start_function(self, name: str, port: int, **env: str) -> gcpenv.Proc:
@@ -312,7 +313,7 @@ def create_queues(tasks_host: str, project: str, names: tuple[str, ...]) -> None
 
 
 @pytest.fixture(scope="session")
-def deployment(
+def deployment(  # noqa: PLR0917 (fixtures)
     firestore_host: str,
     gcs: Gcs,
     pubsub_host: str,

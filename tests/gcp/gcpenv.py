@@ -4,6 +4,7 @@ not come up fails the test with its log; nothing is skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -57,7 +58,9 @@ def http(
         return err.code, dict(err.headers), err.read()
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -115,18 +118,12 @@ class Proc:
         proc, self.popen = self.popen, None
         if proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # children that ignored SIGTERM (the emulators' Java processes)
+        with contextlib.suppress(ProcessLookupError):  # children that ignored SIGTERM
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if proc.poll() is None:
             proc.wait(timeout=15)
 
@@ -301,7 +298,7 @@ class FlakyProxy(_Server):
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         del format, args
 
     def _handle(self) -> None:
@@ -344,7 +341,7 @@ class JwksServer(_Server):
 
 
 class _JwksHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         del format, args
 
     def do_GET(self) -> None:

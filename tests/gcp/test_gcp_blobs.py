@@ -84,15 +84,13 @@ def test_public_url_serves_the_object(gcs: Gcs, bucket: str) -> None:
     store.put("processed/x/w 1.jpg", b"jpeg!", content_type="image/jpeg")
     url = store.url("processed/x/w 1.jpg")
     assert url == f"{gcs.base}/{bucket}/processed/x/w%201.jpg"
-    status, headers, body = gcpenv.http("GET", url)
+    status, _headers, body = gcpenv.http("GET", url)
     assert (status, body) == (200, b"jpeg!")
 
 
 def test_signed_urls(gcs: Gcs, bucket: str, sa_key_file: Path) -> None:
     creds = service_account.Credentials.from_service_account_file(str(sa_key_file))  # type: ignore[no-untyped-call]
-    store = GcsBlobStore(
-        client_for(gcs.base), bucket, url_mode="signed", signer=UrlSigner(creds)
-    )
+    store = GcsBlobStore(client_for(gcs.base), bucket, url_mode="signed", signer=UrlSigner(creds))
     store.put("processed/x/a.jpg", b"data", content_type="image/jpeg")
     url = store.url("processed/x/a.jpg")
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
@@ -101,9 +99,10 @@ def test_signed_urls(gcs: Gcs, bucket: str, sa_key_file: Path) -> None:
     assert query["X-Goog-Expires"] == ["3600"]
     # A signed PUT into the bucket, as a browser would use it (fake-gcs skips the signature).
     upload = store.signed_upload("incoming/photo.jpg", "image/jpeg")
-    assert "content-type" in urllib.parse.parse_qs(urllib.parse.urlsplit(upload.url).query)[
-        "X-Goog-SignedHeaders"
-    ][0]
+    assert (
+        "content-type"
+        in urllib.parse.parse_qs(urllib.parse.urlsplit(upload.url).query)["X-Goog-SignedHeaders"][0]
+    )
     status, _, body = gcpenv.http(
         "PUT", upload.url, body=b"uploaded", headers={"Content-Type": "image/jpeg"}
     )

@@ -26,9 +26,7 @@ def test_valid_token(verifier: OidcVerifier, signing_key: SigningKey) -> None:
     claims = verifier.verify(signing_key.token())
     assert claims["email"] == TASKS_SA
     verifier.verify(signing_key.token(iss="accounts.google.com", aud=["other", AUD]))
-    TaskAuth("oidc", verify_oidc=verifier).check(
-        {"authorization": f"Bearer {signing_key.token()}"}
-    )
+    TaskAuth("oidc", verify_oidc=verifier).check({"authorization": f"Bearer {signing_key.token()}"})
 
 
 @pytest.mark.parametrize(
@@ -58,7 +56,9 @@ def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def test_unsigned_forged_and_garbage_tokens(verifier: OidcVerifier, signing_key: SigningKey) -> None:
+def test_unsigned_forged_and_garbage_tokens(
+    verifier: OidcVerifier, signing_key: SigningKey
+) -> None:
     good = signing_key.token()
     header, payload, _ = good.split(".")
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': signing_key.kid})}.{payload}."
