@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
     args = parser.parse_args(argv)
-    (config,) = default_queue_configs(local=False, max_attempts=args.max_attempts, names=[args.name])
+    (config,) = default_queue_configs(
+        local=False, max_attempts=args.max_attempts, names=[args.name]
+    )
     sys.stdout.write("\n".join(to_gcloud_args(config)) + "\n")
     return 0
 
