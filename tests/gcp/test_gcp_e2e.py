@@ -4,6 +4,7 @@ gcloud-tasks-emulator, blobs in fake-gcs-server, state in the Firestore emulator
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -180,14 +181,23 @@ def test_two_workers_on_the_same_task(deployment: Deployment, in_process: Any) -
         "X-CloudTasks-QueueName": "high",
         "X-CloudTasks-TaskRetryCount": "0",
     }
-    url = deployment.url("worker", "/tasks/process")
+    # Two worker instances (two processes, like two Cloud Functions instances), one delivery
+    # each, released together.
+    port = gcpenv.free_port()
+    twin = deployment.start_function("worker", port, STORAGE_EMULATOR_HOST=deployment.proxy.base)
+    urls = [deployment.url("worker", "/tasks/process"), f"http://127.0.0.1:{port}/tasks/process"]
+    barrier = threading.Barrier(2)
 
-    def run(_: int) -> tuple[int, dict[str, Any]]:
+    def run(url: str) -> tuple[int, dict[str, Any]]:
+        barrier.wait()
         status, _, raw = gcpenv.http("POST", url, body=body, headers=headers)
         return status, json.loads(raw)
 
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(run, range(2)))
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(run, urls))
+    finally:
+        twin.stop()
     done = [r for r in results if r[0] == 200 and r[1]["status"] == "done"]
     assert len(done) == 1, results
     other = next(r for r in results if r is not done[0])
