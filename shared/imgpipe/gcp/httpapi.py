@@ -93,6 +93,13 @@ def sweeper_blueprint(get_svc: Callable[[], pipeline.Services], auth: TaskAuth) 
     return bp
 
 
+def _keep_task_body() -> None:
+    """Task bodies are small references: cache them so the log line can name the image even
+    when the answer is an error."""
+    if (request.content_length or 0) <= 1024 * 1024:
+        request.get_data(cache=True)
+
+
 def _log_task(response: Response) -> Response:
     headers = lower_keys(request.headers.items())
     try:
@@ -101,6 +108,11 @@ def _log_task(response: Response) -> Response:
         attempt = None
     body = response.get_json(silent=True) if response.is_json else None
     body = body if isinstance(body, dict) else {}
+    try:  # the task body (small, cached by _keep_task_body): who the task was for
+        task = json.loads(getattr(request, "_cached_data", None) or b"null")
+    except ValueError:
+        task = {}
+    task = task if isinstance(task, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else None
     status = response.status_code
     level = logging.INFO if status < 300 and error is None else logging.WARNING
@@ -110,7 +122,9 @@ def _log_task(response: Response) -> Response:
         level,
         f"{request.method} {request.path} -> {status}",
         extra={
-            "image_id": body.get("image_id"),
+            "image_id": body.get("image_id") or task.get("image_id"),
+            "object": task.get("object"),
+            "job_id": task.get("job_id"),
             "task": headers.get("x-cloudtasks-taskname"),
             "queue": headers.get("x-cloudtasks-queuename"),
             "attempt": attempt,
@@ -148,6 +162,7 @@ def function_app(name: str, settings: Settings, runtime: Callable[[], GcpRuntime
     elif name in ("worker", "failure"):
         own = settings.worker_url if name == "worker" else settings.failure_url
         app.register_blueprint(tasks_blueprint(get_svc, task_auth(settings, own)))
+        app.before_request(_keep_task_body)
         app.after_request(_log_task)
     else:
         app.register_blueprint(sweeper_blueprint(get_svc, task_auth(settings, settings.worker_url)))

@@ -11,7 +11,17 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-FIELDS = ("image_id", "task", "attempt", "queue", "job_id", "status", "code", "http_status")
+FIELDS = (
+    "image_id",
+    "object",
+    "task",
+    "attempt",
+    "queue",
+    "job_id",
+    "status",
+    "code",
+    "http_status",
+)
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
     logging.INFO: "INFO",
