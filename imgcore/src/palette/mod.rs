@@ -41,11 +41,9 @@ pub struct PaletteResult {
 /// and an image without opaque pixels gets no colours and the fallback seed.
 pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     let width = width as usize;
-    let rows = if width == 0 {
-        0
-    } else {
-        (height as usize).min(rgba.len() / 4 / width)
-    };
+    let rows = (rgba.len() / 4)
+        .checked_div(width)
+        .map_or(0, |complete| complete.min(height as usize));
     let rgba = &rgba[..width * rows * 4];
 
     let distinct = distinct_opaque_colors(rgba);

@@ -50,11 +50,10 @@ fn box_downsample(rgba: &[u8], width: usize, height: usize) -> (usize, usize, Ve
             }
             let n = ((y1 - y0) * (x1 - x0)) as u64;
             for c in 0..3 {
-                let v = if sum[3] > 0 {
-                    (sum[c] + sum[3] / 2) / sum[3]
-                } else {
-                    (plain[c] + n / 2) / n
-                };
+                // A fully transparent box keeps its plain average colour.
+                let v = (sum[c] + sum[3] / 2)
+                    .checked_div(sum[3])
+                    .unwrap_or((plain[c] + n / 2) / n);
                 out.push(v as u8);
             }
             out.push(((sum[3] + n / 2) / n) as u8);

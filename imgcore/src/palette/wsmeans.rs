@@ -152,16 +152,18 @@ pub fn quantize(
             // Upstream moves a point to the cluster it finds strictly closer than its
             // current one, scanning by index: that is the lowest-index nearest cluster
             // whenever that one is closer, and the move only counts past 3 ΔE.
+            if search.still_nearest() && *cluster == search.nearest {
+                continue;
+            }
+            // The drifted upper bound is usually what fails the test: the exact distance
+            // to the last nearest cluster often settles it without a search.
+            let to_last = point.delta_e(&clusters[search.nearest]);
+            search.upper = to_last.sqrt();
             let minimum = if search.still_nearest() {
-                if *cluster == search.nearest {
-                    continue;
-                }
-                let d = point.delta_e(&clusters[search.nearest]);
-                search.upper = d.sqrt();
-                d
+                to_last
             } else {
                 let row = &neighbours[search.nearest * n..(search.nearest + 1) * n];
-                search.refresh(point, &clusters, row)
+                search.refresh(point, &clusters, row, to_last)
             };
             let best = search.nearest;
             let previous_distance = if *cluster == best {
@@ -239,10 +241,12 @@ impl Search {
     /// from the point, so once that gap exceeds the second-best distance found, no cluster
     /// further along the row can be nearest or second nearest. Comparing the squared gap
     /// keeps square roots out of the loop; the margin covers the f32 rounding of the keys.
-    fn refresh(&mut self, point: &Lab, clusters: &[Lab], row: &[u64]) -> f64 {
+    /// `to_from` is the squared distance to the last nearest cluster, with its root in
+    /// `upper`.
+    fn refresh(&mut self, point: &Lab, clusters: &[Lab], row: &[u64], to_from: f64) -> f64 {
         let from = self.nearest;
-        let mut minimum = point.delta_e(&clusters[from]);
-        let from_root = minimum.sqrt();
+        let mut minimum = to_from;
+        let from_root = self.upper;
         let mut best = from;
         let mut second = f64::INFINITY;
         for &packed in row {
@@ -265,8 +269,10 @@ impl Search {
             };
             second = second.min(runner_up);
         }
-        self.nearest = best;
-        self.upper = minimum.sqrt();
+        if best != from {
+            self.nearest = best;
+            self.upper = minimum.sqrt();
+        }
         self.lower = second.sqrt();
         minimum
     }
