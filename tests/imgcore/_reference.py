@@ -222,9 +222,30 @@ def open_reference(data: bytes) -> Image.Image:
 
 def reference_rendition(ref: Image.Image, g: Geometry, width: int, height: int) -> np.ndarray:
     """LANCZOS of the (cropped) reference to the size imgcore chose (already size-checked)."""
+    return reference_candidates(ref, g, width, height)[0]
+
+
+def reference_candidates(
+    ref: Image.Image, g: Geometry, width: int, height: int
+) -> list[np.ndarray]:
+    """Reference pixels for a rendition; more than one when the geometry is ambiguous.
+
+    A cover box larger than the source is cut "at source scale": the output is a plain crop of
+    `width` x `height` source pixels. When the centred offset falls on a half pixel (or the crop
+    size itself was rounded), resampling at a fractional offset would blur the reference, and
+    the two nearest whole-pixel offsets are equally centred: every such crop is a candidate.
+    """
     if (width, height) == ref.size and g.crop == (0.0, 0.0, float(ref.width), float(ref.height)):
-        return np.asarray(ref)
-    return np.asarray(ref.resize((width, height), Image.Resampling.LANCZOS, box=g.crop))
+        return [np.asarray(ref)]
+    crop_w, crop_h = g.crop[2] - g.crop[0], g.crop[3] - g.crop[1]
+    if abs(crop_w - width) <= 0.5 and abs(crop_h - height) <= 0.5:  # no scaling: plain crop
+        full = np.asarray(ref)
+        xs = sorted({int(np.floor((ref.width - width) / 2)), int(np.ceil((ref.width - width) / 2))})
+        ys = sorted(
+            {int(np.floor((ref.height - height) / 2)), int(np.ceil((ref.height - height) / 2))}
+        )
+        return [full[y : y + height, x : x + width] for y in ys for x in xs]
+    return [np.asarray(ref.resize((width, height), Image.Resampling.LANCZOS, box=g.crop))]
 
 
 def flatten_white(rgba: np.ndarray) -> np.ndarray:
@@ -246,6 +267,13 @@ def opaque_mask(ref: np.ndarray) -> np.ndarray | None:
     if ref.ndim == 3 and ref.shape[2] == 4:
         return np.asarray(ref[..., 3] == 255)
     return None
+
+
+def best_fidelity_psnr(got: np.ndarray, refs: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """Best fidelity PSNR over equally valid reference candidates, and that candidate."""
+    scored = [(fidelity_psnr(got, r), i) for i, r in enumerate(refs)]
+    score, i = max(scored)
+    return score, refs[i]
 
 
 def fidelity_psnr(got: np.ndarray, ref: np.ndarray) -> float:

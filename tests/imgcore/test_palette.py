@@ -163,4 +163,8 @@ def test_process_palette_well_formed(e) -> None:  # type: ignore[no-untyped-def]
     res = _imgcore.process(e.data(), [(320, None, False)], formats=["webp"])
     assert res.palette is not None
     ref = open_reference(e.data())
-    check_palette(res.palette, ref.mode == "RGBA", any_opaque(ref))
+    # Upstream's quantizer only counts fully opaque pixels of a <= 128 px thumbnail; a mostly
+    # transparent image (blackbug) can have none at that size, and then no colours.
+    small = ref.copy()
+    small.thumbnail((128, 128), Image.Resampling.LANCZOS)
+    check_palette(res.palette, ref.mode == "RGBA", any_opaque(small))
