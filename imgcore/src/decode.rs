@@ -73,13 +73,19 @@ fn jpeg(data: &[u8]) -> Result<Decoded> {
         Some(ColorSpace::CMYK | ColorSpace::YCCK) => Layout::CmykInverted,
         _ => Layout::Rgb,
     };
+    let ycck = dec.input_colorspace() == Some(ColorSpace::YCCK);
     let out = match layout {
         Layout::Gray => ColorSpace::Luma,
+        // Raw components: zune-jpeg has no YCCK -> CMYK mapping, so that step is ours.
+        Layout::CmykInverted if ycck => ColorSpace::YCCK,
         Layout::CmykInverted => ColorSpace::CMYK,
         _ => ColorSpace::RGB,
     };
     dec.set_options(options.jpeg_set_out_colorspace(out));
-    let pixels = dec.decode().map_err(ImgError::corrupt)?;
+    let mut pixels = dec.decode().map_err(ImgError::corrupt)?;
+    if ycck {
+        ycck_to_cmyk(&mut pixels);
+    }
     let info = dec.info().ok_or_else(|| ImgError::corrupt("JPEG without frame header"))?;
     Ok(Decoded {
         width: u32::from(info.width),
@@ -88,6 +94,19 @@ fn jpeg(data: &[u8]) -> Result<Decoded> {
         data: pixels,
         icc: dec.icc_profile(),
     })
+}
+
+/// Adobe YCCK: YCbCr (JFIF equations) encodes the inverted C, M, Y; K is kept as stored.
+fn ycck_to_cmyk(px: &mut [u8]) {
+    for p in px.chunks_exact_mut(4) {
+        let y = f32::from(p[0]);
+        let cb = f32::from(p[1]) - 128.0;
+        let cr = f32::from(p[2]) - 128.0;
+        // `as u8` saturates, which is the clamp wanted here.
+        p[0] = (y + 1.402 * cr).round() as u8;
+        p[1] = (y - 0.344_136 * cb - 0.714_136 * cr).round() as u8;
+        p[2] = (y + 1.772 * cb).round() as u8;
+    }
 }
 
 fn image_error(err: image::ImageError) -> ImgError {
@@ -114,4 +133,40 @@ fn with_image(data: &[u8], format: ImageFormat, header: &Header, max_pixels: u64
         (Layout::Rgb, img.into_rgb8().into_raw())
     };
     Ok(Decoded { width, height, layout, data, icc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ycck_grey_maps_to_equal_inks() {
+        let mut px = vec![200, 128, 128, 17, 0, 128, 128, 255];
+        ycck_to_cmyk(&mut px);
+        assert_eq!(px, vec![200, 200, 200, 17, 0, 0, 0, 255]);
+    }
+
+    fn header_of(data: &[u8]) -> Header {
+        crate::header::parse(data).unwrap()
+    }
+
+    #[test]
+    fn truncated_files_are_corrupt_not_grey() {
+        // A real 64x48 JPEG and PNG made by our own encoders, cut in the middle of the data.
+        let px = crate::image::Pixels { width: 64, height: 48, channels: 3, data: (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect() };
+        let jpg = crate::encode::jpeg(&px, 90).unwrap();
+        assert!(decode(&jpg, &header_of(&jpg), 1 << 20).is_ok());
+        let cut = &jpg[..jpg.len() * 2 / 3];
+        let err = decode(cut, &header_of(cut), 1 << 20).unwrap_err();
+        assert_eq!(err.code(), "corrupt_image");
+
+        let mut png = Vec::new();
+        image::RgbImage::from_raw(64, 48, px.data.clone())
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        assert!(decode(&png, &header_of(&png), 1 << 20).is_ok());
+        let cut = &png[..png.len() / 2];
+        assert_eq!(decode(cut, &header_of(cut), 1 << 20).unwrap_err().code(), "corrupt_image");
+    }
 }

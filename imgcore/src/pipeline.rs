@@ -19,8 +19,9 @@ use crate::{color, decode, limits, orient, resize};
 /// least this many pixels per output pixel on each axis: Lanczos-of-Lanczos then stays within
 /// the quality bar (measured against Pillow) while saving most of the work.
 const CHAIN_FACTOR: f64 = 2.0;
-/// The palette reads a thumbnail that fits in this square (ThumbHash wants at most 100x100).
-const THUMB: u32 = 100;
+/// The palette reads a thumbnail that fits in this square, the size material-color-utilities
+/// samples for its seed; the palette shrinks it further for the ThumbHash.
+const THUMB: u32 = 128;
 
 #[derive(Clone, Debug)]
 pub struct Options {

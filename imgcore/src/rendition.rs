@@ -79,15 +79,11 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
                 let crop = Crop { left: (f64::from(sw) - cw) / 2.0, top: (f64::from(sh) - ch) / 2.0, width: cw, height: ch };
                 return Ok(Plan { name, width: w, height: h, crop });
             }
-            // The box is larger than the source: crop to its aspect ratio at source scale, on
-            // whole pixels so that nothing is resampled.
+            // The box is larger than the source: crop to its aspect ratio at source scale. The
+            // centred region may sit on half pixels; it is resampled there, as Pillow does with
+            // a fractional box.
             let (ow, oh) = if box_wider { (sw, scaled(sw, h, w).min(sh)) } else { (scaled(sh, w, h).min(sw), sh) };
-            let crop = Crop {
-                left: f64::from((sw - ow) / 2),
-                top: f64::from((sh - oh) / 2),
-                width: f64::from(ow),
-                height: f64::from(oh),
-            };
+            let crop = Crop { left: (f64::from(sw) - cw) / 2.0, top: (f64::from(sh) - ch) / 2.0, width: cw, height: ch };
             Ok(Plan { name, width: ow, height: oh, crop })
         }
     }
@@ -159,6 +155,9 @@ mod tests {
         assert_eq!(p[0].crop, Crop { left: 0.0, top: 150.0, width: 1000.0, height: 500.0 });
         assert_eq!(dims(&p[1]), ("900x1000-cover", 720, 800));
         assert_eq!(p[1].crop.left, 140.0);
+        let odd = plan(&[s(20000, Some(10000), true)], 650, 470).unwrap();
+        assert_eq!(dims(&odd[0]), ("20000x10000-cover", 650, 325));
+        assert_eq!((odd[0].crop.top, odd[0].crop.height), (72.5, 325.0));
     }
 
     #[test]
