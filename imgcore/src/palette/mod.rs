@@ -227,6 +227,38 @@ mod tests {
     }
 
     #[test]
+    fn random_inputs_keep_the_invariants() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300 {
+            let (w, h) = ((next() % 24) as u32, (next() % 24) as u32);
+            // Sometimes a short buffer, sometimes few distinct colours or partial alpha.
+            let cut = (next() % 3 == 0) as usize * (next() % 8) as usize;
+            let len = ((w * h * 4) as usize).saturating_sub(cut);
+            let palette = 1 + next() % 300;
+            let rgba: Vec<u8> = (0..len)
+                .map(|i| match i % 4 {
+                    3 if next() % 4 == 0 => (next() % 256) as u8,
+                    3 => 255,
+                    _ => (next() % palette * 7 % 256) as u8,
+                })
+                .collect();
+            let result = compute(&rgba, w, h);
+            assert!(result.colors.len() <= 8);
+            if !result.colors.is_empty() {
+                let total: f32 = result.colors.iter().map(|c| c.1).sum();
+                assert!((total - 1.0).abs() < 1e-4, "{total}");
+                assert!(result.colors.windows(2).all(|p| p[0].1 >= p[1].1));
+            }
+        }
+    }
+
+    #[test]
     fn many_colours_stay_within_eight() {
         let px: Vec<[u8; 4]> = (0..112 * 112u32)
             .map(|i| {
