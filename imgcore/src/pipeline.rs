@@ -208,12 +208,14 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let thumb = if opts.palette { Some(timed(&mut t.palette, || thumbnail(&header, &src, &renders))?) } else { None };
     drop(src);
 
-    let jobs: Vec<Job<'_>> = renders
+    let mut jobs: Vec<Job<'_>> = renders
         .iter()
         .flat_map(|r| opts.formats.iter().map(move |&f| (r, f)))
         .enumerate()
         .map(|(i, (r, f))| (i, r, f))
         .collect();
+    // Biggest (and WebP, the slower encoder) first, so threads finish together.
+    jobs.sort_by_key(|&(_, r, f)| std::cmp::Reverse((u64::from(r.pixels.width) * u64::from(r.pixels.height), f == OutFormat::WebP)));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Done>> = Mutex::new(Vec::with_capacity(jobs.len()));
     let work = || {
@@ -234,6 +236,7 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
 
     let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|d| d.0);
+    jobs.sort_by_key(|j| j.0);
     let mut outputs = Vec::with_capacity(results.len());
     for ((_, res, fmt, secs), (_, r, _)) in results.into_iter().zip(&jobs) {
         match fmt {

@@ -79,11 +79,16 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
                 let crop = Crop { left: (f64::from(sw) - cw) / 2.0, top: (f64::from(sh) - ch) / 2.0, width: cw, height: ch };
                 return Ok(Plan { name, width: w, height: h, crop });
             }
-            // The box is larger than the source: crop to its aspect ratio at source scale. The
-            // centred region may sit on half pixels; it is resampled there, as Pillow does with
-            // a fractional box.
+            // The box is larger than the source: a plain crop of the box's aspect ratio at
+            // source scale, on whole pixels (floor of the centred offset) so nothing is
+            // resampled or blurred by a half-pixel shift.
             let (ow, oh) = if box_wider { (sw, scaled(sw, h, w).min(sh)) } else { (scaled(sh, w, h).min(sw), sh) };
-            let crop = Crop { left: (f64::from(sw) - cw) / 2.0, top: (f64::from(sh) - ch) / 2.0, width: cw, height: ch };
+            let crop = Crop {
+                left: f64::from((sw - ow) / 2),
+                top: f64::from((sh - oh) / 2),
+                width: f64::from(ow),
+                height: f64::from(oh),
+            };
             Ok(Plan { name, width: ow, height: oh, crop })
         }
     }
@@ -157,7 +162,7 @@ mod tests {
         assert_eq!(p[1].crop.left, 140.0);
         let odd = plan(&[s(20000, Some(10000), true)], 650, 470).unwrap();
         assert_eq!(dims(&odd[0]), ("20000x10000-cover", 650, 325));
-        assert_eq!((odd[0].crop.top, odd[0].crop.height), (72.5, 325.0));
+        assert_eq!((odd[0].crop.top, odd[0].crop.height), (72.0, 325.0));
     }
 
     #[test]
