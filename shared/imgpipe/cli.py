@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from imgpipe import __version__
-from imgpipe.errors import ConfigError, PipelineError
+from imgpipe.errors import ConfigError, InvalidRequest, PipelineError
 from imgpipe.settings import Settings
 
 
@@ -32,43 +32,46 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from imgpipe import pipeline  # noqa: PLC0415
-    from imgpipe.wiring import local_runtime  # noqa: PLC0415
+    from imgpipe.wiring import services_for  # noqa: PLC0415
 
     del args
-    _print_json(pipeline.status_view(local_runtime(settings).services))
+    _print_json(pipeline.status_view(services_for(settings)))
     return 0
 
 
 def cmd_failed(settings: Settings, args: argparse.Namespace) -> int:
     from imgpipe import pipeline  # noqa: PLC0415
-    from imgpipe.wiring import local_runtime  # noqa: PLC0415
+    from imgpipe.wiring import services_for  # noqa: PLC0415
 
-    svc = local_runtime(settings).services
+    svc = services_for(settings)
     if args.action == "list":
         _print_json({"failed": [d.to_json() for d in svc.state.list_dead_letters(1000)]})
         return 0
     job_id, total = pipeline.retry_failed(svc, args.image_ids or None)
     _print_json({"job_id": job_id, "total_tasks": total})
-    print("run `imgpipe serve` to process the re-enqueued tasks", file=sys.stderr)
+    if settings.backend == "local":
+        print("run `imgpipe serve` to process the re-enqueued tasks", file=sys.stderr)
     return 0
 
 
 def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
     from imgpipe.wiring import local_runtime  # noqa: PLC0415
 
+    if settings.backend != "local":
+        raise InvalidRequest("on gcp, manage queues with scripts/setup.sh or gcloud tasks")
     queue = local_runtime(settings).queue
     if args.action == "list":
         _print_json([_stats(s) for s in queue.stats()])
         return 0
     if args.name is None:
-        raise PipelineError(f"queue {args.action} needs a queue name")
+        raise InvalidRequest(f"queue {args.action} needs a queue name")
     if args.action == "describe":
         info = queue.get_queue(args.name)
         _print_json({"state": info.state, **info.config.to_dict()})
     elif args.action == "update":
         changes = {k: v for k, v in vars(args).items() if k in _UPDATABLE and v is not None}
         if not changes:
-            raise PipelineError("queue update needs at least one --setting")
+            raise InvalidRequest("queue update needs at least one --setting")
         _print_json(queue.update_queue(args.name, **changes).to_dict())
     elif args.action == "pause":
         queue.pause(args.name)

@@ -34,15 +34,12 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_pixels, settings.max_upload_bytes)
+        return cls(settings.max_pixels, max(settings.max_upload_bytes, settings.max_object_bytes))
 
 
 def check_size(size: int, limits: Limits) -> None:
     if size > limits.max_bytes:
-        raise FileTooLarge(
-            f"file is {size} bytes; the limit is {limits.max_bytes} bytes "
-            "(use a signed upload URL for larger files)"
-        )
+        raise FileTooLarge(f"file is {size} bytes; the limit is {limits.max_bytes} bytes")
 
 
 def _core(call: Callable[[], T]) -> T:

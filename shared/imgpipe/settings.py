@@ -48,6 +48,9 @@ class Settings:
     )
     max_pixels: int = 100_000_000
     max_upload_bytes: int = 30 * 1024 * 1024
+    # Objects in the uploads bucket and local files skip the request cap (that is what signed
+    # upload URLs are for) but still get a bound before their bytes are read.
+    max_object_bytes: int = 512 * 1024 * 1024
     cloud_tasks_emulator_host: str | None = None
     oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL  # JWKS; tests serve their own
     url_mode: str = "public"  # rendition URLs on GCS: "public" | "signed" (V4)
@@ -79,6 +82,9 @@ class Settings:
             max_pixels=reader.get("IMGPIPE_MAX_PIXELS", 100_000_000, _int_range(1, 2**40)),
             max_upload_bytes=reader.get(
                 "IMGPIPE_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, _int_range(1, 2**40)
+            ),
+            max_object_bytes=reader.get(
+                "IMGPIPE_MAX_OBJECT_BYTES", 512 * 1024 * 1024, _int_range(1, 2**40)
             ),
             cloud_tasks_emulator_host=reader.optional("CLOUD_TASKS_EMULATOR_HOST"),
             oidc_certs_url=reader.get("IMGPIPE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL, str),

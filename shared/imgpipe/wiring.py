@@ -69,3 +69,12 @@ def local_runtime(
         uploads=FileBlobStore(uploads_root),
     )
     return LocalRuntime(services, queue, configs)
+
+
+def services_for(settings: Settings) -> Services:
+    """The admin commands (`status`, `failed`) on whichever backend Settings names."""
+    if settings.backend == "gcp":
+        from imgpipe.gcp.wiring import gcp_services  # noqa: PLC0415 (gcp libraries optional)
+
+        return gcp_services(settings)
+    return local_runtime(settings).services

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 from conftest import SECRET, Server
 from PIL import Image
@@ -137,3 +138,19 @@ def test_delete_removes_outputs_and_state(server: Server) -> None:
     assert server.request("DELETE", f"/images/{image_id}").status == 200
     assert server.request("GET", f"/images/{image_id}").status == 404
     assert server.request("GET", url, key=None).status == 404
+
+
+def test_upload_over_the_byte_limit_is_413(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    server = Server(data_dir, env_extra={"IMGPIPE_MAX_UPLOAD_BYTES": "50000"})
+    server.start()
+    try:
+        data = next(e for e in manifest() if e.file == "baseline_mongolia.jpeg").path.read_bytes()
+        assert len(data) > 50000
+        reply = server.upload("big.jpg", data)
+        assert reply.status == 413
+        assert reply.json()["error"]["code"] == "file_too_large"
+        assert server.request("GET", "/status").json()["images"]["queued"] == 0
+    finally:
+        server.stop()
