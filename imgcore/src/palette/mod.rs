@@ -235,7 +235,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for _ in 0..300 {
+        for _ in 0..60 {
             let (w, h) = ((next() % 24) as u32, (next() % 24) as u32);
             // Sometimes a short buffer, sometimes few distinct colours or partial alpha.
             let cut = (next() % 3 == 0) as usize * (next() % 8) as usize;
