@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gcpenv
 import pytest
-from conftest import Gcs
+from gcpharness import Gcs
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 from google.oauth2 import service_account

@@ -12,7 +12,7 @@ from typing import Any
 
 import gcpenv
 import pytest
-from conftest import SECRET, TASKS_SA, TOKEN, Deployment, SigningKey, make_jpeg
+from gcpharness import SECRET, TASKS_SA, TOKEN, Deployment, SigningKey, make_jpeg
 
 from imgpipe import pipeline
 from imgpipe.model import State, image_id_for

@@ -8,7 +8,7 @@ import time
 
 import gcpenv
 import pytest
-from conftest import TASKS_SA, SigningKey, new_key
+from gcpharness import TASKS_SA, SigningKey, new_key
 
 from imgpipe.auth import TaskAuth
 from imgpipe.errors import Forbidden, TransientError, Unauthorized

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import LOCATION, create_queues
+from gcpharness import LOCATION, create_queues
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2, tasks_v2beta3
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Server
+from serveproc import Server
 
 from corpus import manifest
 

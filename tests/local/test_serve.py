@@ -6,8 +6,8 @@ import io
 import time
 from pathlib import Path
 
-from conftest import SECRET, Server
 from PIL import Image
+from serveproc import SECRET, Server
 
 from corpus import manifest
 
