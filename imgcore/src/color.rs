@@ -1,7 +1,9 @@
 //! Colour management: embedded ICC profiles (CMYK, Display P3, grey) to sRGB with lcms2,
 //! perceptual intent as Pillow's ImageCms defaults to.
 
-use lcms2::{ColorSpaceSignature, Flags, InfoType, Intent, Locale, PixelFormat, Profile, Transform};
+use lcms2::{
+    ColorSpaceSignature, Flags, InfoType, Intent, Locale, PixelFormat, Profile, Transform,
+};
 
 use crate::decode::{Decoded, Layout};
 use crate::error::{ImgError, Result};
@@ -16,12 +18,25 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
         Layout::Rgb | Layout::Rgba => {
             let channels = d.layout.channels();
             let mut data = d.data;
-            if let Some(p) = profile.filter(|p| p.color_space() == ColorSpaceSignature::RgbData && !is_srgb(p)) {
-                let fmt = if channels == 4 { PixelFormat::RGBA_8 } else { PixelFormat::RGB_8 };
+            if let Some(p) =
+                profile.filter(|p| p.color_space() == ColorSpaceSignature::RgbData && !is_srgb(p))
+            {
+                let fmt = if channels == 4 {
+                    PixelFormat::RGBA_8
+                } else {
+                    PixelFormat::RGB_8
+                };
                 let t = transform(&p, fmt, fmt)?;
-                in_bands(&mut data, channels, threads, |chunk| t.transform_in_place(chunk));
+                in_bands(&mut data, channels, threads, |chunk| {
+                    t.transform_in_place(chunk)
+                });
             }
-            Ok(Pixels { width: w, height: h, channels, data })
+            Ok(Pixels {
+                width: w,
+                height: h,
+                channels,
+                data,
+            })
         }
         Layout::Gray => {
             let mut rgb = vec![0u8; d.data.len() * 3];
@@ -36,7 +51,12 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
                     }
                 }
             }
-            Ok(Pixels { width: w, height: h, channels: 3, data: rgb })
+            Ok(Pixels {
+                width: w,
+                height: h,
+                channels: 3,
+                data: rgb,
+            })
         }
         Layout::CmykInverted => {
             let mut rgb = vec![0u8; d.data.len() / 4 * 3];
@@ -56,21 +76,40 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
                     }
                 }
             }
-            Ok(Pixels { width: w, height: h, channels: 3, data: rgb })
+            Ok(Pixels {
+                width: w,
+                height: h,
+                channels: 3,
+                data: rgb,
+            })
         }
     }
 }
 
-fn transform(p: &Profile, from: PixelFormat, to: PixelFormat) -> Result<Transform<u8, u8, lcms2::GlobalContext, lcms2::DisallowCache>> {
+fn transform(
+    p: &Profile,
+    from: PixelFormat,
+    to: PixelFormat,
+) -> Result<Transform<u8, u8, lcms2::GlobalContext, lcms2::DisallowCache>> {
     let srgb = Profile::new_srgb();
-    Transform::new_flags_context(lcms2::GlobalContext::new(), p, from, &srgb, to, Intent::Perceptual, Flags::NO_CACHE)
-        .map_err(|e| ImgError::Internal(format!("colour transform failed: {e}")))
+    Transform::new_flags_context(
+        lcms2::GlobalContext::new(),
+        p,
+        from,
+        &srgb,
+        to,
+        Intent::Perceptual,
+        Flags::NO_CACHE,
+    )
+    .map_err(|e| ImgError::Internal(format!("colour transform failed: {e}")))
 }
 
 /// sRGB-tagged profiles (camera and OS variants) are treated as sRGB: converting them would
 /// cost a full pass for changes below one code value.
 fn is_srgb(p: &Profile) -> bool {
-    let desc = p.info(InfoType::Description, Locale::none()).unwrap_or_default();
+    let desc = p
+        .info(InfoType::Description, Locale::none())
+        .unwrap_or_default();
     desc.contains("sRGB") || desc.contains("IEC 61966-2.1") || desc.contains("IEC61966-2.1")
 }
 

@@ -86,7 +86,9 @@ fn jpeg(data: &[u8]) -> Result<Decoded> {
     if ycck {
         ycck_to_cmyk(&mut pixels);
     }
-    let info = dec.info().ok_or_else(|| ImgError::corrupt("JPEG without frame header"))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| ImgError::corrupt("JPEG without frame header"))?;
     Ok(Decoded {
         width: u32::from(info.width),
         height: u32::from(info.height),
@@ -96,28 +98,36 @@ fn jpeg(data: &[u8]) -> Result<Decoded> {
     })
 }
 
-/// Adobe YCCK: YCbCr (JFIF equations) encodes the inverted C, M, Y; K is kept as stored.
+/// Adobe YCCK: YCbCr (JFIF equations) gives the true C, M, Y inks, while K is stored inverted;
+/// the result is all inverted, like Adobe CMYK.
 fn ycck_to_cmyk(px: &mut [u8]) {
     for p in px.chunks_exact_mut(4) {
         let y = f32::from(p[0]);
         let cb = f32::from(p[1]) - 128.0;
         let cr = f32::from(p[2]) - 128.0;
         // `as u8` saturates, which is the clamp wanted here.
-        p[0] = (y + 1.402 * cr).round() as u8;
-        p[1] = (y - 0.344_136 * cb - 0.714_136 * cr).round() as u8;
-        p[2] = (y + 1.772 * cb).round() as u8;
+        p[0] = 255 - (y + 1.402 * cr).round() as u8;
+        p[1] = 255 - (y - 0.344_136 * cb - 0.714_136 * cr).round() as u8;
+        p[2] = 255 - (y + 1.772 * cb).round() as u8;
     }
 }
 
 fn image_error(err: image::ImageError) -> ImgError {
     match err {
         image::ImageError::Limits(e) => ImgError::TooLarge(format!("image too large: {e}")),
-        image::ImageError::Unsupported(e) => ImgError::UnsupportedFormat(format!("unsupported format: {e}")),
+        image::ImageError::Unsupported(e) => {
+            ImgError::UnsupportedFormat(format!("unsupported format: {e}"))
+        }
         other => ImgError::corrupt(other),
     }
 }
 
-fn with_image(data: &[u8], format: ImageFormat, header: &Header, max_pixels: u64) -> Result<Decoded> {
+fn with_image(
+    data: &[u8],
+    format: ImageFormat,
+    header: &Header,
+    max_pixels: u64,
+) -> Result<Decoded> {
     let mut lim = image::Limits::default();
     lim.max_alloc = Some(limits::max_alloc_bytes(max_pixels));
     let mut reader = image::ImageReader::with_format(Cursor::new(data), format);
@@ -132,7 +142,13 @@ fn with_image(data: &[u8], format: ImageFormat, header: &Header, max_pixels: u64
     } else {
         (Layout::Rgb, img.into_rgb8().into_raw())
     };
-    Ok(Decoded { width, height, layout, data, icc })
+    Ok(Decoded {
+        width,
+        height,
+        layout,
+        data,
+        icc,
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +159,7 @@ mod tests {
     fn ycck_grey_maps_to_equal_inks() {
         let mut px = vec![200, 128, 128, 17, 0, 128, 128, 255];
         ycck_to_cmyk(&mut px);
-        assert_eq!(px, vec![200, 200, 200, 17, 0, 0, 0, 255]);
+        assert_eq!(px, vec![55, 55, 55, 17, 255, 255, 255, 255]);
     }
 
     fn header_of(data: &[u8]) -> Header {
@@ -153,7 +169,12 @@ mod tests {
     #[test]
     fn truncated_files_are_corrupt_not_grey() {
         // A real 64x48 JPEG and PNG made by our own encoders, cut in the middle of the data.
-        let px = crate::image::Pixels { width: 64, height: 48, channels: 3, data: (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect() };
+        let px = crate::image::Pixels {
+            width: 64,
+            height: 48,
+            channels: 3,
+            data: (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect(),
+        };
         let jpg = crate::encode::jpeg(&px, 90).unwrap();
         assert!(decode(&jpg, &header_of(&jpg), 1 << 20).is_ok());
         let cut = &jpg[..jpg.len() * 2 / 3];
@@ -167,6 +188,9 @@ mod tests {
             .unwrap();
         assert!(decode(&png, &header_of(&png), 1 << 20).is_ok());
         let cut = &png[..png.len() / 2];
-        assert_eq!(decode(cut, &header_of(cut), 1 << 20).unwrap_err().code(), "corrupt_image");
+        assert_eq!(
+            decode(cut, &header_of(cut), 1 << 20).unwrap_err().code(),
+            "corrupt_image"
+        );
     }
 }

@@ -18,7 +18,9 @@ impl OutFormat {
         match name.to_ascii_lowercase().as_str() {
             "jpeg" | "jpg" => Ok(Self::Jpeg),
             "webp" => Ok(Self::WebP),
-            other => Err(ImgError::InvalidArgument(format!("unknown output format {other:?}"))),
+            other => Err(ImgError::InvalidArgument(format!(
+                "unknown output format {other:?}"
+            ))),
         }
     }
 
@@ -45,7 +47,10 @@ pub fn flatten_on_white(rgba: &[u8]) -> Vec<u8> {
 fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
     match (u16::try_from(p.width), u16::try_from(p.height)) {
         (Ok(w), Ok(h)) => Ok((w, h)),
-        _ => Err(ImgError::Internal(format!("{}x{} is too large for JPEG", p.width, p.height))),
+        _ => Err(ImgError::Internal(format!(
+            "{}x{} is too large for JPEG",
+            p.width, p.height
+        ))),
     }
 }
 
@@ -92,14 +97,20 @@ pub fn webp(p: &Pixels, quality: f32, method: i32) -> Result<Vec<u8>> {
     if p.width > max || p.height > max {
         return Err(fail("image larger than 16383 pixels"));
     }
-    let mut config = webp::WebPConfig::new_with_preset(webp::WebPPreset::WEBP_PRESET_DEFAULT, quality.clamp(0.0, 100.0))
-        .map_err(|()| fail("config"))?;
+    let mut config = webp::WebPConfig::new_with_preset(
+        webp::WebPPreset::WEBP_PRESET_DEFAULT,
+        quality.clamp(0.0, 100.0),
+    )
+    .map_err(|()| fail("config"))?;
     config.method = method.clamp(0, 6);
     // SAFETY: the config is plain data initialised above.
     if unsafe { webp::WebPValidateConfig(&config) } == 0 {
         return Err(fail("invalid config"));
     }
-    let mut g = WebPGuard { pic: webp::WebPPicture::new().map_err(|()| fail("picture"))?, writer: unsafe_writer() };
+    let mut g = WebPGuard {
+        pic: webp::WebPPicture::new().map_err(|()| fail("picture"))?,
+        writer: unsafe_writer(),
+    };
     g.pic.width = p.width as i32;
     g.pic.height = p.height as i32;
     let stride = (p.width as usize * p.channels) as i32;
@@ -138,12 +149,20 @@ mod tests {
 
     #[test]
     fn flattens_on_white() {
-        assert_eq!(flatten_on_white(&[0, 0, 0, 0, 10, 20, 30, 255, 0, 0, 0, 128]), vec![255, 255, 255, 10, 20, 30, 127, 127, 127]);
+        assert_eq!(
+            flatten_on_white(&[0, 0, 0, 0, 10, 20, 30, 255, 0, 0, 0, 128]),
+            vec![255, 255, 255, 10, 20, 30, 127, 127, 127]
+        );
     }
 
     #[test]
     fn encoders_produce_their_magic() {
-        let p = Pixels { width: 17, height: 9, channels: 4, data: [200u8, 30, 60, 128].repeat(17 * 9) };
+        let p = Pixels {
+            width: 17,
+            height: 9,
+            channels: 4,
+            data: [200u8, 30, 60, 128].repeat(17 * 9),
+        };
         assert!(jpeg(&p, 82).unwrap().starts_with(&[0xFF, 0xD8, 0xFF]));
         let w = webp(&p, 80.0, 4).unwrap();
         assert_eq!((&w[..4], &w[8..12]), (&b"RIFF"[..], &b"WEBP"[..]));

@@ -41,8 +41,18 @@ pub mod py {
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
-    pyo3::create_exception!(_imgcore, ImageError, PyValueError, "Base of every image error.");
-    pyo3::create_exception!(_imgcore, UnsupportedFormat, ImageError, "unsupported_format");
+    pyo3::create_exception!(
+        _imgcore,
+        ImageError,
+        PyValueError,
+        "Base of every image error."
+    );
+    pyo3::create_exception!(
+        _imgcore,
+        UnsupportedFormat,
+        ImageError,
+        "unsupported_format"
+    );
     pyo3::create_exception!(_imgcore, CorruptImage, ImageError, "corrupt_image");
     pyo3::create_exception!(_imgcore, ImageTooLarge, ImageError, "image_too_large");
 

@@ -29,12 +29,20 @@ impl<'a> Tiff<'a> {
 
     pub fn u16_at(&self, at: usize) -> Option<u16> {
         let b: [u8; 2] = self.data.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if self.little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+        Some(if self.little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
     }
 
     pub fn u32_at(&self, at: usize) -> Option<u32> {
         let b: [u8; 4] = self.data.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if self.little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+        Some(if self.little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
     }
 
     /// Entries of the first IFD.
@@ -42,7 +50,9 @@ impl<'a> Tiff<'a> {
         let Some(start) = self.u32_at(4).and_then(|o| usize::try_from(o).ok()) else {
             return Vec::new();
         };
-        let Some(n) = self.u16_at(start) else { return Vec::new() };
+        let Some(n) = self.u16_at(start) else {
+            return Vec::new();
+        };
         (0..usize::from(n))
             .map_while(|i| {
                 let at = start.checked_add(2)?.checked_add(i.checked_mul(12)?)?;
@@ -70,7 +80,9 @@ impl<'a> Tiff<'a> {
 /// Anything unreadable or out of range counts as 1, as Pillow does.
 pub fn orientation(exif: &[u8]) -> u8 {
     let body = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
-    let Some(tiff) = Tiff::new(body) else { return 1 };
+    let Some(tiff) = Tiff::new(body) else {
+        return 1;
+    };
     tiff.ifd0()
         .iter()
         .find(|e| e.tag == 0x0112)

@@ -49,7 +49,11 @@ impl Header {
 
 /// Identifies the container from its magic bytes, never from a name.
 pub fn sniff(data: &[u8]) -> Result<Format> {
-    let unsupported = |what: &str| Err(ImgError::UnsupportedFormat(format!("unsupported format: {what}")));
+    let unsupported = |what: &str| {
+        Err(ImgError::UnsupportedFormat(format!(
+            "unsupported format: {what}"
+        )))
+    };
     match data {
         [] => unsupported("empty file"),
         [0xFF, 0xD8, 0xFF, ..] => Ok(Format::Jpeg),
@@ -61,7 +65,10 @@ pub fn sniff(data: &[u8]) -> Result<Format> {
             let brand = brand.get(..4).unwrap_or(&[]);
             if brand.starts_with(b"avi") {
                 unsupported("AVIF")
-            } else if brand.starts_with(b"he") || brand.starts_with(b"mif") || brand.starts_with(b"ms") {
+            } else if brand.starts_with(b"he")
+                || brand.starts_with(b"mif")
+                || brand.starts_with(b"ms")
+            {
                 unsupported("HEIC/HEIF")
             } else {
                 unsupported("ISO media file")
@@ -96,20 +103,28 @@ pub fn parse(data: &[u8]) -> Result<Header> {
 }
 
 fn be16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_be_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn be32(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn le16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn le24(d: &[u8], at: usize) -> Option<u32> {
     let b = d.get(at..at.checked_add(3)?)?;
     Some(u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16)
 }
 fn le32(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn jpeg(d: &[u8]) -> Option<Header> {
@@ -176,7 +191,11 @@ fn png(d: &[u8]) -> Option<Header> {
         match kind {
             b"iCCP" => h.has_icc = true,
             b"tRNS" => h.has_alpha = true,
-            b"eXIf" => h.orientation = d.get(body..body.checked_add(len)?).map_or(1, exif::orientation),
+            b"eXIf" => {
+                h.orientation = d
+                    .get(body..body.checked_add(len)?)
+                    .map_or(1, exif::orientation)
+            }
             b"acTL" => h.frame_count = be32(d, body)?.max(1),
             b"IEND" => break,
             _ => {}
@@ -219,7 +238,9 @@ fn gif(d: &[u8]) -> Option<Header> {
                 if label == 0xF9 && h.frame_count == 0 && *d.get(at + 3)? & 1 != 0 {
                     h.has_alpha = true;
                 }
-                let Some(next) = skip_sub_blocks(at + 2) else { break };
+                let Some(next) = skip_sub_blocks(at + 2) else {
+                    break;
+                };
                 at = next;
             }
             0x2C => {
@@ -237,7 +258,9 @@ fn gif(d: &[u8]) -> Option<Header> {
                 if packed & 0x80 != 0 {
                     at += 3 << ((packed & 7) + 1);
                 }
-                let Some(next) = skip_sub_blocks(at + 1) else { break };
+                let Some(next) = skip_sub_blocks(at + 1) else {
+                    break;
+                };
                 at = next;
             }
             _ => break,
@@ -313,7 +336,12 @@ fn tiff(d: &[u8]) -> Option<Header> {
         match e.tag {
             256 => h.width = t.scalar(&e)?,
             257 => h.height = t.scalar(&e)?,
-            274 => h.orientation = t.scalar(&e).filter(|v| (1..=8).contains(v)).map_or(1, |v| v as u8),
+            274 => {
+                h.orientation = t
+                    .scalar(&e)
+                    .filter(|v| (1..=8).contains(v))
+                    .map_or(1, |v| v as u8)
+            }
             338 => h.has_alpha = matches!(t.scalar(&e), Some(1 | 2)),
             34675 => h.has_icc = true,
             _ => {}
@@ -332,8 +360,17 @@ mod tests {
         assert_eq!(sniff(b"GIF89a....").ok(), Some(Format::Gif));
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").ok(), Some(Format::WebP));
         assert_eq!(sniff(b"MM\0*\0\0\0\x08").ok(), Some(Format::Tiff));
-        for bad in [&b""[..], b"# README\n", b"\0\0\0\x1cftypavif", b"\0\0\0\x18ftypheic", b"<?xml?><svg>"] {
-            assert!(matches!(sniff(bad), Err(ImgError::UnsupportedFormat(_))), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"# README\n",
+            b"\0\0\0\x1cftypavif",
+            b"\0\0\0\x18ftypheic",
+            b"<?xml?><svg>",
+        ] {
+            assert!(
+                matches!(sniff(bad), Err(ImgError::UnsupportedFormat(_))),
+                "{bad:?}"
+            );
         }
     }
 

@@ -15,6 +15,9 @@ impl Pixels {
         if self.channels == 4 {
             return self.data.clone();
         }
-        self.data.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+        self.data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect()
     }
 }

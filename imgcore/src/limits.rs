@@ -6,7 +6,9 @@ use crate::error::{ImgError, Result};
 /// because header dimensions are untrusted.
 pub fn check_dimensions(width: u32, height: u32, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(ImgError::corrupt(format!("zero dimension {width}x{height}")));
+        return Err(ImgError::corrupt(format!(
+            "zero dimension {width}x{height}"
+        )));
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
@@ -38,9 +40,18 @@ mod tests {
 
     #[test]
     fn refuses_bombs_and_zero() {
-        assert!(matches!(check_dimensions(65535, 66601, 100_000_000), Err(ImgError::TooLarge(_))));
-        assert!(matches!(check_dimensions(65536, 65536, 100_000_000), Err(ImgError::TooLarge(_))));
-        assert!(matches!(check_dimensions(0, 10, 100), Err(ImgError::Corrupt(_))));
+        assert!(matches!(
+            check_dimensions(65535, 66601, 100_000_000),
+            Err(ImgError::TooLarge(_))
+        ));
+        assert!(matches!(
+            check_dimensions(65536, 65536, 100_000_000),
+            Err(ImgError::TooLarge(_))
+        ));
+        assert!(matches!(
+            check_dimensions(0, 10, 100),
+            Err(ImgError::Corrupt(_))
+        ));
         assert!(check_dimensions(9643, 10328, 100_000_000).is_ok());
         assert!(check_dimensions(10, 10, 100).is_ok());
         assert!(check_dimensions(10, 11, 100).is_err());

@@ -14,7 +14,13 @@ pub fn oriented_size(w: u32, h: u32, orientation: u8) -> (u32, u32) {
 
 /// Applies orientation 1..8 to an interleaved `channels`-per-pixel buffer; returns the new
 /// buffer and size. Values outside 2..=8 return the input unchanged.
-pub fn apply(pixels: Vec<u8>, w: u32, h: u32, channels: usize, orientation: u8) -> (Vec<u8>, u32, u32) {
+pub fn apply(
+    pixels: Vec<u8>,
+    w: u32,
+    h: u32,
+    channels: usize,
+    orientation: u8,
+) -> (Vec<u8>, u32, u32) {
     match channels {
         1 => apply_n::<1>(pixels, w, h, orientation),
         3 => apply_n::<3>(pixels, w, h, orientation),
@@ -23,7 +29,12 @@ pub fn apply(pixels: Vec<u8>, w: u32, h: u32, channels: usize, orientation: u8) 
     }
 }
 
-fn apply_n<const N: usize>(pixels: Vec<u8>, w: u32, h: u32, orientation: u8) -> (Vec<u8>, u32, u32) {
+fn apply_n<const N: usize>(
+    pixels: Vec<u8>,
+    w: u32,
+    h: u32,
+    orientation: u8,
+) -> (Vec<u8>, u32, u32) {
     if !(2..=8).contains(&orientation) || pixels.len() != w as usize * h as usize * N {
         return (pixels, w, h);
     }
@@ -68,8 +79,17 @@ pub fn crop_to_stored(c: Crop, disp_w: u32, disp_h: u32, orientation: u8) -> Cro
         8 => (bottom, c.left, true),
         _ => (c.left, c.top, false),
     };
-    let (width, height) = if swap { (c.height, c.width) } else { (c.width, c.height) };
-    Crop { left, top, width, height }
+    let (width, height) = if swap {
+        (c.height, c.width)
+    } else {
+        (c.width, c.height)
+    };
+    Crop {
+        left,
+        top,
+        width,
+        height,
+    }
 }
 
 #[cfg(test)]
@@ -95,7 +115,11 @@ mod tests {
         ];
         for (o, size, want) in cases {
             let (out, w, h) = apply(img(), 3, 2, 1, o);
-            assert_eq!(((w, h), out.as_slice()), (size, &want[..]), "orientation {o}");
+            assert_eq!(
+                ((w, h), out.as_slice()),
+                (size, &want[..]),
+                "orientation {o}"
+            );
         }
     }
 
@@ -112,10 +136,23 @@ mod tests {
         let stored: Vec<u8> = (0..12).collect();
         for o in 1..=8u8 {
             let (disp, dw, dh) = apply(stored.clone(), 4, 3, 1, o);
-            let c = Crop { left: 1.0, top: 0.0, width: if o >= 5 { 2.0 } else { 3.0 }, height: 2.0 };
+            let c = Crop {
+                left: 1.0,
+                top: 0.0,
+                width: if o >= 5 { 2.0 } else { 3.0 },
+                height: 2.0,
+            };
             let take = |buf: &[u8], bw: u32, c: Crop| -> Vec<u8> {
-                let (l, t, w, h) = (c.left as usize, c.top as usize, c.width as usize, c.height as usize);
-                (t..t + h).flat_map(|y| (l..l + w).map(move |x| (y, x))).map(|(y, x)| buf[y * bw as usize + x]).collect()
+                let (l, t, w, h) = (
+                    c.left as usize,
+                    c.top as usize,
+                    c.width as usize,
+                    c.height as usize,
+                );
+                (t..t + h)
+                    .flat_map(|y| (l..l + w).map(move |x| (y, x)))
+                    .map(|(y, x)| buf[y * bw as usize + x])
+                    .collect()
             };
             let want = take(&disp, dw, c);
             let sc = crop_to_stored(c, dw, dh, o);

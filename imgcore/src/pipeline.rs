@@ -116,7 +116,9 @@ fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Res
     let plans = rendition::plan(specs, dw, dh)?;
     // Largest first, so smaller renditions can be resampled from larger ones.
     let mut order: Vec<usize> = (0..plans.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
+    order.sort_by_key(|&i| {
+        std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height))
+    });
     let mut done: Vec<Option<Pixels>> = vec![None; plans.len()];
     let mut resizer = Resizer::new();
     for &i in &order {
@@ -148,9 +150,19 @@ fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Res
             .zip(done)
             .map(|(plan, px)| {
                 let px = px.ok_or_else(|| ImgError::Internal("rendition not rendered".into()))?;
-                let (data, width, height) = orient::apply(px.data, px.width, px.height, px.channels, o);
+                let (data, width, height) =
+                    orient::apply(px.data, px.width, px.height, px.channels, o);
                 let full_frame = plan.is_full_frame(dw, dh);
-                Ok(Rendered { name: plan.name, pixels: Pixels { width, height, channels: px.channels, data }, full_frame })
+                Ok(Rendered {
+                    name: plan.name,
+                    pixels: Pixels {
+                        width,
+                        height,
+                        channels: px.channels,
+                        data,
+                    },
+                    full_frame,
+                })
             })
             .collect()
     })
@@ -176,11 +188,36 @@ fn thumbnail(header: &Header, src: &Pixels, renders: &[Rendered]) -> Result<Pixe
         None => (src, o),
     };
     let (bw, bh) = orient::oriented_size(base.width, base.height, orientation);
-    let plan = rendition::plan(&[Spec { width: THUMB, height: Some(THUMB), cover: false }], bw, bh)?;
+    let plan = rendition::plan(
+        &[Spec {
+            width: THUMB,
+            height: Some(THUMB),
+            cover: false,
+        }],
+        bw,
+        bh,
+    )?;
     let (tw, th) = orient::oriented_size(plan[0].width, plan[0].height, orientation);
-    let small = resize::resize(&mut Resizer::new(), base, Crop::full(base.width, base.height), tw, th)?;
-    let (data, width, height) = orient::apply(small.data, small.width, small.height, small.channels, orientation);
-    Ok(Pixels { width, height, channels: small.channels, data })
+    let small = resize::resize(
+        &mut Resizer::new(),
+        base,
+        Crop::full(base.width, base.height),
+        tw,
+        th,
+    )?;
+    let (data, width, height) = orient::apply(
+        small.data,
+        small.width,
+        small.height,
+        small.channels,
+        orientation,
+    );
+    Ok(Pixels {
+        width,
+        height,
+        channels: small.channels,
+        data,
+    })
 }
 
 pub fn palette_of(p: &Pixels) -> PaletteResult {
@@ -205,7 +242,13 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let threads = opts.threads.clamp(1, 64);
     let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
     let renders = render(&header, &src, specs, &mut t)?;
-    let thumb = if opts.palette { Some(timed(&mut t.palette, || thumbnail(&header, &src, &renders))?) } else { None };
+    let thumb = if opts.palette {
+        Some(timed(&mut t.palette, || {
+            thumbnail(&header, &src, &renders)
+        })?)
+    } else {
+        None
+    };
     drop(src);
 
     let mut jobs: Vec<Job<'_>> = renders
@@ -215,7 +258,12 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
         .map(|(i, (r, f))| (i, r, f))
         .collect();
     // Biggest (and WebP, the slower encoder) first, so threads finish together.
-    jobs.sort_by_key(|&(_, r, f)| std::cmp::Reverse((u64::from(r.pixels.width) * u64::from(r.pixels.height), f == OutFormat::WebP)));
+    jobs.sort_by_key(|&(_, r, f)| {
+        std::cmp::Reverse((
+            u64::from(r.pixels.width) * u64::from(r.pixels.height),
+            f == OutFormat::WebP,
+        ))
+    });
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Done>> = Mutex::new(Vec::with_capacity(jobs.len()));
     let work = || {
@@ -223,18 +271,25 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
         while let Some(&job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
             mine.push(encode_job(job, opts));
         }
-        results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(mine);
+        results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(mine);
     };
     let palette = std::thread::scope(|s| {
         for _ in 1..threads.min(jobs.len().max(1)) {
             s.spawn(work);
         }
-        let palette = thumb.as_ref().map(|p| timed(&mut t.palette, || palette_of(p)));
+        let palette = thumb
+            .as_ref()
+            .map(|p| timed(&mut t.palette, || palette_of(p)));
         work();
         palette
     });
 
-    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|d| d.0);
     jobs.sort_by_key(|j| j.0);
     let mut outputs = Vec::with_capacity(results.len());
@@ -243,7 +298,18 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
             OutFormat::Jpeg => t.jpeg += secs,
             OutFormat::WebP => t.webp += secs,
         }
-        outputs.push(Output { name: r.name.clone(), format: fmt, width: r.pixels.width, height: r.pixels.height, data: res? });
+        outputs.push(Output {
+            name: r.name.clone(),
+            format: fmt,
+            width: r.pixels.width,
+            height: r.pixels.height,
+            data: res?,
+        });
     }
-    Ok(Processed { header, outputs, palette, timings: t })
+    Ok(Processed {
+        header,
+        outputs,
+        palette,
+        timings: t,
+    })
 }

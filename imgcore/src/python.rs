@@ -83,7 +83,14 @@ pub struct Output {
 #[pymethods]
 impl Output {
     fn __repr__(&self, py: Python<'_>) -> String {
-        format!("Output(name={:?}, format={:?}, width={}, height={}, bytes={})", self.name, self.format, self.width, self.height, self.data.bind(py).as_bytes().len())
+        format!(
+            "Output(name={:?}, format={:?}, width={}, height={}, bytes={})",
+            self.name,
+            self.format,
+            self.width,
+            self.height,
+            self.data.bind(py).as_bytes().len()
+        )
     }
 }
 
@@ -104,7 +111,10 @@ pub struct RawRendition {
 #[pymethods]
 impl RawRendition {
     fn __repr__(&self) -> String {
-        format!("RawRendition(name={:?}, width={}, height={}, channels={})", self.name, self.width, self.height, self.channels)
+        format!(
+            "RawRendition(name={:?}, width={}, height={}, channels={})",
+            self.name, self.width, self.height, self.channels
+        )
     }
 }
 
@@ -125,7 +135,11 @@ pub struct Palette {
 impl From<PaletteResult> for Palette {
     fn from(p: PaletteResult) -> Self {
         Self {
-            colors: p.colors.into_iter().map(|(c, share)| (hex(c), f64::from(share))).collect(),
+            colors: p
+                .colors
+                .into_iter()
+                .map(|(c, share)| (hex(c), f64::from(share)))
+                .collect(),
             seed: hex(p.seed),
             thumbhash: p.thumbhash,
         }
@@ -135,7 +149,10 @@ impl From<PaletteResult> for Palette {
 #[pymethods]
 impl Palette {
     fn __repr__(&self) -> String {
-        format!("Palette(colors={:?}, seed={:?}, thumbhash={:?})", self.colors, self.seed, self.thumbhash)
+        format!(
+            "Palette(colors={:?}, seed={:?}, thumbhash={:?})",
+            self.colors, self.seed, self.thumbhash
+        )
     }
 }
 
@@ -163,7 +180,14 @@ impl Processed {
 }
 
 fn to_specs(renditions: Vec<(u32, Option<u32>, bool)>) -> Vec<Spec> {
-    renditions.into_iter().map(|(width, height, cover)| Spec { width, height, cover }).collect()
+    renditions
+        .into_iter()
+        .map(|(width, height, cover)| Spec {
+            width,
+            height,
+            cover,
+        })
+        .collect()
 }
 
 #[pyfunction]
@@ -203,9 +227,20 @@ fn process(
     }
     let formats = match formats {
         None => vec![OutFormat::Jpeg, OutFormat::WebP],
-        Some(names) => names.iter().map(|n| OutFormat::parse(n)).collect::<Result<Vec<_>, ImgError>>()?,
+        Some(names) => names
+            .iter()
+            .map(|n| OutFormat::parse(n))
+            .collect::<Result<Vec<_>, ImgError>>()?,
     };
-    let opts = Options { max_pixels, jpeg_quality, webp_quality, webp_method, formats, threads, palette };
+    let opts = Options {
+        max_pixels,
+        jpeg_quality,
+        webp_quality,
+        webp_method,
+        formats,
+        threads,
+        palette,
+    };
     let specs = to_specs(renditions);
     let done = without_gil(py, || pipeline::process(data, &specs, &opts))?;
     let outputs = done
@@ -213,20 +248,37 @@ fn process(
         .into_iter()
         .map(|o| {
             let data = PyBytes::new(py, &o.data).unbind();
-            Py::new(py, Output { name: o.name, format: o.format.name(), width: o.width, height: o.height, data })
+            Py::new(
+                py,
+                Output {
+                    name: o.name,
+                    format: o.format.name(),
+                    width: o.width,
+                    height: o.height,
+                    data,
+                },
+            )
         })
         .collect::<PyResult<Vec<_>>>()?;
     Ok(Processed {
         info: Py::new(py, ImageInfo::from(&done.header))?,
         outputs,
-        palette: done.palette.map(|p| Py::new(py, Palette::from(p))).transpose()?,
+        palette: done
+            .palette
+            .map(|p| Py::new(py, Palette::from(p)))
+            .transpose()?,
         timings: done.timings.entries().to_vec(),
     })
 }
 
 #[pyfunction]
 #[pyo3(signature = (data, renditions, *, max_pixels = 100_000_000))]
-fn render_raw(py: Python<'_>, data: &[u8], renditions: Vec<(u32, Option<u32>, bool)>, max_pixels: u64) -> PyResult<Vec<RawRendition>> {
+fn render_raw(
+    py: Python<'_>,
+    data: &[u8],
+    renditions: Vec<(u32, Option<u32>, bool)>,
+    max_pixels: u64,
+) -> PyResult<Vec<RawRendition>> {
     let specs = to_specs(renditions);
     let done = without_gil(py, || pipeline::render_raw(data, &specs, max_pixels))?;
     Ok(done
@@ -242,15 +294,29 @@ fn render_raw(py: Python<'_>, data: &[u8], renditions: Vec<(u32, Option<u32>, bo
 }
 
 #[pyfunction]
-fn palette_from_pixels(py: Python<'_>, pixels: &[u8], width: u32, height: u32, channels: usize) -> PyResult<Palette> {
+fn palette_from_pixels(
+    py: Python<'_>,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> PyResult<Palette> {
     if !matches!(channels, 3 | 4) {
         return Err(PyValueError::new_err("channels must be 3 or 4"));
     }
     let expected = crate::limits::buffer_len(width, height, channels)?;
     if width == 0 || height == 0 || pixels.len() != expected {
-        return Err(PyValueError::new_err(format!("expected {expected} bytes for {width}x{height}x{channels}, got {}", pixels.len())));
+        return Err(PyValueError::new_err(format!(
+            "expected {expected} bytes for {width}x{height}x{channels}, got {}",
+            pixels.len()
+        )));
     }
-    let img = crate::image::Pixels { width, height, channels, data: pixels.to_vec() };
+    let img = crate::image::Pixels {
+        width,
+        height,
+        channels,
+        data: pixels.to_vec(),
+    };
     let result = without_gil(py, || pipeline::palette_of(&img));
     Ok(Palette::from(result))
 }

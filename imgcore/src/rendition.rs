@@ -21,7 +21,12 @@ pub struct Crop {
 
 impl Crop {
     pub fn full(width: u32, height: u32) -> Self {
-        Self { left: 0.0, top: 0.0, width: f64::from(width), height: f64::from(height) }
+        Self {
+            left: 0.0,
+            top: 0.0,
+            width: f64::from(width),
+            height: f64::from(height),
+        }
     }
 }
 
@@ -49,22 +54,44 @@ fn scaled(a: u32, b: u32, c: u32) -> u32 {
 fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
     let full = Crop::full(sw, sh);
     match (spec.width, spec.height) {
-        (0, _) | (_, Some(0)) => Err(ImgError::InvalidArgument(format!("invalid rendition {spec:?}"))),
-        (w, None) if spec.cover => Err(ImgError::InvalidArgument(format!("cover rendition w{w} needs a height"))),
+        (0, _) | (_, Some(0)) => Err(ImgError::InvalidArgument(format!(
+            "invalid rendition {spec:?}"
+        ))),
+        (w, None) if spec.cover => Err(ImgError::InvalidArgument(format!(
+            "cover rendition w{w} needs a height"
+        ))),
         (w, None) => {
-            let (ow, oh) = if w >= sw { (sw, sh) } else { (w, scaled(sh, w, sw)) };
-            Ok(Plan { name: format!("w{ow}"), width: ow, height: oh, crop: full })
+            let (ow, oh) = if w >= sw {
+                (sw, sh)
+            } else {
+                (w, scaled(sh, w, sw))
+            };
+            Ok(Plan {
+                name: format!("w{ow}"),
+                width: ow,
+                height: oh,
+                crop: full,
+            })
         }
         (w, Some(h)) if !spec.cover => {
             // Width-limited when w/sw <= h/sh, compared exactly in integers.
             let (ow, oh) = if u64::from(w) * u64::from(sh) <= u64::from(h) * u64::from(sw) {
-                if w >= sw { (sw, sh) } else { (w, scaled(sh, w, sw)) }
+                if w >= sw {
+                    (sw, sh)
+                } else {
+                    (w, scaled(sh, w, sw))
+                }
             } else if h >= sh {
                 (sw, sh)
             } else {
                 (scaled(sw, h, sh), h)
             };
-            Ok(Plan { name: format!("{w}x{h}"), width: ow, height: oh, crop: full })
+            Ok(Plan {
+                name: format!("{w}x{h}"),
+                width: ow,
+                height: oh,
+                crop: full,
+            })
         }
         (w, Some(h)) => {
             let name = format!("{w}x{h}-cover");
@@ -76,20 +103,39 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
                 (f64::from(sh) * f64::from(w) / f64::from(h), f64::from(sh))
             };
             if f64::from(w) <= cw && f64::from(h) <= ch {
-                let crop = Crop { left: (f64::from(sw) - cw) / 2.0, top: (f64::from(sh) - ch) / 2.0, width: cw, height: ch };
-                return Ok(Plan { name, width: w, height: h, crop });
+                let crop = Crop {
+                    left: (f64::from(sw) - cw) / 2.0,
+                    top: (f64::from(sh) - ch) / 2.0,
+                    width: cw,
+                    height: ch,
+                };
+                return Ok(Plan {
+                    name,
+                    width: w,
+                    height: h,
+                    crop,
+                });
             }
             // The box is larger than the source: a plain crop of the box's aspect ratio at
             // source scale, on whole pixels (floor of the centred offset) so nothing is
             // resampled or blurred by a half-pixel shift.
-            let (ow, oh) = if box_wider { (sw, scaled(sw, h, w).min(sh)) } else { (scaled(sh, w, h).min(sw), sh) };
+            let (ow, oh) = if box_wider {
+                (sw, scaled(sw, h, w).min(sh))
+            } else {
+                (scaled(sh, w, h).min(sw), sh)
+            };
             let crop = Crop {
                 left: f64::from((sw - ow) / 2),
                 top: f64::from((sh - oh) / 2),
                 width: f64::from(ow),
                 height: f64::from(oh),
             };
-            Ok(Plan { name, width: ow, height: oh, crop })
+            Ok(Plan {
+                name,
+                width: ow,
+                height: oh,
+                crop,
+            })
         }
     }
 }
@@ -112,7 +158,11 @@ mod tests {
     use super::*;
 
     fn s(width: u32, height: Option<u32>, cover: bool) -> Spec {
-        Spec { width, height, cover }
+        Spec {
+            width,
+            height,
+            cover,
+        }
     }
     fn dims(p: &Plan) -> (&str, u32, u32) {
         (p.name.as_str(), p.width, p.height)
@@ -120,9 +170,26 @@ mod tests {
 
     #[test]
     fn width_only_never_upscales_and_dedupes() {
-        let p = plan(&[s(640, None, false), s(5000, None, false), s(4032, None, false), s(320, None, false)], 4032, 3024).unwrap();
+        let p = plan(
+            &[
+                s(640, None, false),
+                s(5000, None, false),
+                s(4032, None, false),
+                s(320, None, false),
+            ],
+            4032,
+            3024,
+        )
+        .unwrap();
         let d: Vec<_> = p.iter().map(dims).collect();
-        assert_eq!(d, vec![("w640", 640, 480), ("w4032", 4032, 3024), ("w320", 320, 240)]);
+        assert_eq!(
+            d,
+            vec![
+                ("w640", 640, 480),
+                ("w4032", 4032, 3024),
+                ("w320", 320, 240)
+            ]
+        );
     }
 
     #[test]
@@ -136,7 +203,12 @@ mod tests {
 
     #[test]
     fn fit_inside_box() {
-        let p = plan(&[s(1920, Some(1080), false), s(1080, Some(1920), false)], 4032, 3024).unwrap();
+        let p = plan(
+            &[s(1920, Some(1080), false), s(1080, Some(1920), false)],
+            4032,
+            3024,
+        )
+        .unwrap();
         assert_eq!(dims(&p[0]), ("1920x1080", 1440, 1080));
         assert_eq!(dims(&p[1]), ("1080x1920", 1080, 810));
         let big = plan(&[s(9000, Some(9000), false)], 400, 300).unwrap();
@@ -155,9 +227,22 @@ mod tests {
 
     #[test]
     fn cover_larger_than_source_keeps_source_scale() {
-        let p = plan(&[s(1200, Some(600), true), s(900, Some(1000), true)], 1000, 800).unwrap();
+        let p = plan(
+            &[s(1200, Some(600), true), s(900, Some(1000), true)],
+            1000,
+            800,
+        )
+        .unwrap();
         assert_eq!(dims(&p[0]), ("1200x600-cover", 1000, 500));
-        assert_eq!(p[0].crop, Crop { left: 0.0, top: 150.0, width: 1000.0, height: 500.0 });
+        assert_eq!(
+            p[0].crop,
+            Crop {
+                left: 0.0,
+                top: 150.0,
+                width: 1000.0,
+                height: 500.0
+            }
+        );
         assert_eq!(dims(&p[1]), ("900x1000-cover", 720, 800));
         assert_eq!(p[1].crop.left, 140.0);
         let odd = plan(&[s(20000, Some(10000), true)], 650, 470).unwrap();
@@ -170,6 +255,9 @@ mod tests {
         assert!(plan(&[s(0, None, false)], 10, 10).is_err());
         assert!(plan(&[s(10, Some(0), false)], 10, 10).is_err());
         assert!(plan(&[s(10, None, true)], 10, 10).is_err());
-        assert_eq!(dims(&plan(&[s(1, None, false)], 10000, 10).unwrap()[0]), ("w1", 1, 1));
+        assert_eq!(
+            dims(&plan(&[s(1, None, false)], 10000, 10).unwrap()[0]),
+            ("w1", 1, 1)
+        );
     }
 }

@@ -12,33 +12,54 @@ fn pixel_type(channels: usize) -> Result<PixelType> {
     match channels {
         3 => Ok(PixelType::U8x3),
         4 => Ok(PixelType::U8x4),
-        n => Err(ImgError::Internal(format!("cannot resize {n}-channel pixels"))),
+        n => Err(ImgError::Internal(format!(
+            "cannot resize {n}-channel pixels"
+        ))),
     }
 }
 
 /// Resamples `crop` of `src` to `width` x `height`.
-pub fn resize(resizer: &mut Resizer, src: &Pixels, crop: Crop, width: u32, height: u32) -> Result<Pixels> {
+pub fn resize(
+    resizer: &mut Resizer,
+    src: &Pixels,
+    crop: Crop,
+    width: u32,
+    height: u32,
+) -> Result<Pixels> {
     let whole = crop == Crop::full(src.width, src.height);
     if whole && (width, height) == (src.width, src.height) {
         return Ok(src.clone());
     }
     let kind = pixel_type(src.channels)?;
     let internal = |e: &dyn std::fmt::Display| ImgError::Internal(format!("resize failed: {e}"));
-    let src_img = ImageRef::new(src.width, src.height, &src.data, kind).map_err(|e| internal(&e))?;
+    let src_img =
+        ImageRef::new(src.width, src.height, &src.data, kind).map_err(|e| internal(&e))?;
     let mut dst = Image::new(width, height, kind);
     let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     if !whole {
         opts = opts.crop(crop.left, crop.top, crop.width, crop.height);
     }
-    resizer.resize(&src_img, &mut dst, &opts).map_err(|e| internal(&e))?;
-    Ok(Pixels { width, height, channels: src.channels, data: dst.into_vec() })
+    resizer
+        .resize(&src_img, &mut dst, &opts)
+        .map_err(|e| internal(&e))?;
+    Ok(Pixels {
+        width,
+        height,
+        channels: src.channels,
+        data: dst.into_vec(),
+    })
 }
 
 /// Scales a crop of the full source onto an intermediate rendition of the full source.
 pub fn crop_on(crop: Crop, src_w: u32, src_h: u32, mid_w: u32, mid_h: u32) -> Crop {
     let sx = f64::from(mid_w) / f64::from(src_w);
     let sy = f64::from(mid_h) / f64::from(src_h);
-    Crop { left: crop.left * sx, top: crop.top * sy, width: crop.width * sx, height: crop.height * sy }
+    Crop {
+        left: crop.left * sx,
+        top: crop.top * sy,
+        width: crop.width * sx,
+        height: crop.height * sy,
+    }
 }
 
 #[cfg(test)]
@@ -47,19 +68,40 @@ mod tests {
 
     #[test]
     fn flat_colour_stays_flat_and_identity_is_a_copy() {
-        let src = Pixels { width: 40, height: 30, channels: 3, data: [10u8, 200, 30].repeat(1200) };
+        let src = Pixels {
+            width: 40,
+            height: 30,
+            channels: 3,
+            data: [10u8, 200, 30].repeat(1200),
+        };
         let mut r = Resizer::new();
         let out = resize(&mut r, &src, Crop::full(40, 30), 20, 15).unwrap();
         assert!(out.data.chunks_exact(3).all(|p| p == [10, 200, 30]));
-        assert_eq!(resize(&mut r, &src, Crop::full(40, 30), 40, 30).unwrap(), src);
+        assert_eq!(
+            resize(&mut r, &src, Crop::full(40, 30), 40, 30).unwrap(),
+            src
+        );
     }
 
     #[test]
     fn transparent_pixels_do_not_bleed_colour() {
         // Left half opaque red, right half fully transparent green: premultiplied resampling
         // keeps the visible edge red.
-        let data: Vec<u8> = (0..16 * 4).flat_map(|i| if i % 16 < 8 { [255, 0, 0, 255] } else { [0, 255, 0, 0] }).collect();
-        let src = Pixels { width: 16, height: 4, channels: 4, data };
+        let data: Vec<u8> = (0..16 * 4)
+            .flat_map(|i| {
+                if i % 16 < 8 {
+                    [255, 0, 0, 255]
+                } else {
+                    [0, 255, 0, 0]
+                }
+            })
+            .collect();
+        let src = Pixels {
+            width: 16,
+            height: 4,
+            channels: 4,
+            data,
+        };
         let out = resize(&mut Resizer::new(), &src, Crop::full(16, 4), 8, 2).unwrap();
         for p in out.data.chunks_exact(4).filter(|p| p[3] > 64) {
             assert!(p[1] < 8, "{p:?}");
