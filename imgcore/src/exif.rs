@@ -94,12 +94,21 @@ pub fn orientation(exif: &[u8]) -> u8 {
 
 #[cfg(test)]
 pub(crate) fn exif_with_orientation(value: u16, little: bool) -> Vec<u8> {
-    let mut v = b"Exif\0\0".to_vec();
-    let (w16, w32): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if little {
-        (u16::to_le_bytes, u32::to_le_bytes)
-    } else {
-        (u16::to_be_bytes, u32::to_be_bytes)
+    let w16 = |v: u16| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
     };
+    let w32 = |v: u32| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    };
+    let mut v = b"Exif\0\0".to_vec();
     v.extend_from_slice(if little { b"II*\0" } else { b"MM\0*" });
     v.extend_from_slice(&w32(8));
     v.extend_from_slice(&w16(1));
