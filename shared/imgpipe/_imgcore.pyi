@@ -3,6 +3,22 @@
 from typing import Final, final
 
 __version__: Final[str]
+__all__ = [
+    "__version__",
+    "CorruptImage",
+    "ImageError",
+    "ImageInfo",
+    "ImageTooLarge",
+    "Output",
+    "Palette",
+    "Processed",
+    "RawRendition",
+    "UnsupportedFormat",
+    "palette_from_pixels",
+    "probe",
+    "process",
+    "render_raw",
+]
 
 class ImageError(ValueError):
     """Base of every image error; `code` is the PRODUCT.md error code."""
@@ -92,9 +108,9 @@ def process(
     palette: bool = True,
     max_pixels: int = 100_000_000,
     jpeg_quality: int = 82,
-    webp_quality: int = 80,
+    webp_quality: float = 80.0,
     webp_method: int = 4,
-    formats: list[str] = ...,
+    formats: list[str] | None = None,  # None: ["jpeg", "webp"]
     threads: int = 1,
 ) -> Processed: ...
 def render_raw(
