@@ -200,7 +200,8 @@ fn png(d: &[u8]) -> Option<Header> {
             b"IEND" => break,
             _ => {}
         }
-        at = body.checked_add(len)?.checked_add(4)?;
+        // Clamped so that the next header read fails cleanly instead of overflowing.
+        at = body.checked_add(len)?.checked_add(4)?.min(d.len());
     }
     Some(h)
 }
@@ -315,7 +316,7 @@ fn webp(d: &[u8]) -> Option<Header> {
             b"ANMF" => frames += 1,
             _ => {}
         }
-        at = body.checked_add(len)?.checked_add(len & 1)?;
+        at = body.checked_add(len)?.checked_add(len & 1)?.min(d.len());
     }
     h.frame_count = frames.max(1);
     Some(h)
@@ -407,5 +408,23 @@ mod tests {
         assert_eq!((h.width, h.height, h.orientation), (30, 20, 6));
         assert_eq!(h.display_size(), (20, 30));
         assert!(parse(&j[..j.len() - 8]).is_err());
+    }
+
+    #[test]
+    fn hostile_lengths_never_panic() {
+        let mut png =
+            b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\0\0\0\0".to_vec();
+        png.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xF0, b'a', b'b', b'c', b'd']);
+        assert!(parse(&png).is_ok());
+        let mut webp = b"RIFF\0\0\0\0WEBP".to_vec();
+        webp.extend_from_slice(&[b'V', b'P', b'8', b'X', 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert!(parse(&webp).is_err());
+        // Every prefix of a valid header is handled without panicking.
+        let exif = crate::exif::exif_with_orientation(3, true);
+        for cut in 0..png.len() {
+            let _ = parse(&png[..cut]);
+            let _ = parse(&webp[..cut.min(webp.len())]);
+            let _ = crate::exif::orientation(&exif[..cut.min(exif.len())]);
+        }
     }
 }
