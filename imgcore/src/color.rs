@@ -6,7 +6,7 @@ use lcms2::{
 };
 
 use crate::decode::{Decoded, Layout};
-use crate::error::{ImgError, Result};
+use crate::error::Result;
 use crate::image::Pixels;
 
 /// Converts decoded pixels to sRGB RGB or RGBA (straight alpha). `threads` splits the
@@ -18,15 +18,15 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
         Layout::Rgb | Layout::Rgba => {
             let channels = d.layout.channels();
             let mut data = d.data;
-            if let Some(p) =
-                profile.filter(|p| p.color_space() == ColorSpaceSignature::RgbData && !is_srgb(p))
-            {
-                let fmt = if channels == 4 {
-                    PixelFormat::RGBA_8
-                } else {
-                    PixelFormat::RGB_8
-                };
-                let t = transform(&p, fmt, fmt)?;
+            let fmt = if channels == 4 {
+                PixelFormat::RGBA_8
+            } else {
+                PixelFormat::RGB_8
+            };
+            let t = profile
+                .filter(|p| p.color_space() == ColorSpaceSignature::RgbData && !is_srgb(p))
+                .and_then(|p| transform(&p, fmt, fmt));
+            if let Some(t) = t {
                 in_bands(&mut data, channels, threads, |chunk| {
                     t.transform_in_place(chunk)
                 });
@@ -40,11 +40,11 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
         }
         Layout::Gray => {
             let mut rgb = vec![0u8; d.data.len() * 3];
-            match profile.filter(|p| p.color_space() == ColorSpaceSignature::GrayData) {
-                Some(p) => {
-                    let t = transform(&p, PixelFormat::GRAY_8, PixelFormat::RGB_8)?;
-                    t.transform_pixels(&d.data, &mut rgb);
-                }
+            let t = profile
+                .filter(|p| p.color_space() == ColorSpaceSignature::GrayData)
+                .and_then(|p| transform(&p, PixelFormat::GRAY_8, PixelFormat::RGB_8));
+            match t {
+                Some(t) => t.transform_pixels(&d.data, &mut rgb),
                 None => {
                     for (dst, &g) in rgb.chunks_exact_mut(3).zip(&d.data) {
                         dst.fill(g);
@@ -60,12 +60,12 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
         }
         Layout::CmykInverted => {
             let mut rgb = vec![0u8; d.data.len() / 4 * 3];
-            match profile.filter(|p| p.color_space() == ColorSpaceSignature::CmykData) {
-                Some(p) => {
-                    // Adobe CMYK JPEGs store inverted ink; lcms2 reads it with the REV format.
-                    let t = transform(&p, PixelFormat::CMYK_8_REV, PixelFormat::RGB_8)?;
-                    t.transform_pixels(&d.data, &mut rgb);
-                }
+            // Adobe CMYK JPEGs store inverted ink; lcms2 reads it with the REV format.
+            let t = profile
+                .filter(|p| p.color_space() == ColorSpaceSignature::CmykData)
+                .and_then(|p| transform(&p, PixelFormat::CMYK_8_REV, PixelFormat::RGB_8));
+            match t {
+                Some(t) => t.transform_pixels(&d.data, &mut rgb),
                 None => {
                     // Pillow's naive conversion: R = (255 - C) * (255 - K) / 255 on true ink.
                     for (dst, src) in rgb.chunks_exact_mut(3).zip(d.data.chunks_exact(4)) {
@@ -86,11 +86,13 @@ pub fn to_srgb(d: Decoded, threads: usize) -> Result<Pixels> {
     }
 }
 
+/// `None` when lcms2 cannot build a transform from the embedded profile: a damaged profile is
+/// ignored (the pixels are used as they are), as browsers do, rather than failing the image.
 fn transform(
     p: &Profile,
     from: PixelFormat,
     to: PixelFormat,
-) -> Result<Transform<u8, u8, lcms2::GlobalContext, lcms2::DisallowCache>> {
+) -> Option<Transform<u8, u8, lcms2::GlobalContext, lcms2::DisallowCache>> {
     let srgb = Profile::new_srgb();
     Transform::new_flags_context(
         lcms2::GlobalContext::new(),
@@ -101,7 +103,7 @@ fn transform(
         Intent::Perceptual,
         Flags::NO_CACHE,
     )
-    .map_err(|e| ImgError::Internal(format!("colour transform failed: {e}")))
+    .ok()
 }
 
 /// sRGB-tagged profiles (camera and OS variants) are treated as sRGB: converting them would
