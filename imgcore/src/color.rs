@@ -131,3 +131,72 @@ fn in_bands(data: &mut [u8], channels: usize, threads: usize, f: impl Fn(&mut [u
         }
     });
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use lcms2::{CIExyY, CIExyYTRIPLE, ToneCurve};
+
+    /// Display P3: P3 primaries, D65, the sRGB transfer curve.
+    pub(crate) fn display_p3_icc() -> Vec<u8> {
+        let xy = |x, y| CIExyY { x, y, Y: 1.0 };
+        let primaries = CIExyYTRIPLE {
+            Red: xy(0.680, 0.320),
+            Green: xy(0.265, 0.690),
+            Blue: xy(0.150, 0.060),
+        };
+        let srgb_curve =
+            ToneCurve::new_parametric(4, &[2.4, 1.0 / 1.055, 0.055 / 1.055, 1.0 / 12.92, 0.04045])
+                .unwrap();
+        let curves = [&srgb_curve, &srgb_curve, &srgb_curve];
+        let p = Profile::new_rgb(&xy(0.3127, 0.3290), &primaries, &curves).unwrap();
+        p.icc().unwrap()
+    }
+
+    fn convert(layout: Layout, data: Vec<u8>, icc: Option<Vec<u8>>) -> Vec<u8> {
+        let n = (data.len() / layout.channels()) as u32;
+        to_srgb(
+            Decoded {
+                width: n,
+                height: 1,
+                layout,
+                data,
+                icc,
+            },
+            2,
+        )
+        .unwrap()
+        .data
+    }
+
+    #[test]
+    fn display_p3_is_converted_and_grey_stays_grey() {
+        let out = convert(
+            Layout::Rgb,
+            vec![128, 128, 128, 40, 180, 60],
+            Some(display_p3_icc()),
+        );
+        assert!(out[..3].iter().all(|&v| v.abs_diff(128) <= 1), "{out:?}");
+        // A P3 green is more saturated than sRGB can show: red drops, green rises.
+        assert!(out[3] < 40 && out[4] > 180, "{out:?}");
+    }
+
+    #[test]
+    fn alpha_survives_the_transform_and_bad_profiles_are_ignored() {
+        let out = convert(Layout::Rgba, vec![40, 180, 60, 77], Some(display_p3_icc()));
+        assert_eq!(out[3], 77);
+        let out = convert(Layout::Rgb, vec![1, 2, 3], Some(b"not a profile".to_vec()));
+        assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn cmyk_without_profile_is_naive_and_not_inverted() {
+        // Inverted storage: 255 = no ink -> white; 0 everywhere = full ink -> black.
+        let out = convert(
+            Layout::CmykInverted,
+            vec![255, 255, 255, 255, 0, 0, 0, 0],
+            None,
+        );
+        assert_eq!(out, vec![255, 255, 255, 0, 0, 0]);
+    }
+}
