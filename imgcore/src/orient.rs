@@ -38,26 +38,38 @@ fn apply_n<const N: usize>(
     if !(2..=8).contains(&orientation) || pixels.len() != w as usize * h as usize * N {
         return (pixels, w, h);
     }
-    let (sw, sh) = (w as usize, h as usize);
+    let (sw, sh) = (w as isize, h as isize);
     let (ow, oh) = oriented_size(w, h, orientation);
     let (dw, dh) = (ow as usize, oh as usize);
-    // Source pixel index of display pixel (x, y).
-    let src = |x: usize, y: usize| -> usize {
-        match orientation {
-            2 => y * sw + (sw - 1 - x),
-            3 => (sh - 1 - y) * sw + (sw - 1 - x),
-            4 => (sh - 1 - y) * sw + x,
-            5 => x * sw + y,
-            6 => (sh - 1 - x) * sw + y,
-            7 => (sh - 1 - x) * sw + (sw - 1 - y),
-            _ => x * sw + (sw - 1 - y),
-        }
+    // The source pixel of display pixel (x, y) is `a + x * dx + y * dy` (in pixels).
+    let (last_row, last_col) = ((sh - 1) * sw, sw - 1);
+    let (a, dx, dy) = match orientation {
+        2 => (last_col, -1, sw),
+        3 => (last_row + last_col, -1, -sw),
+        4 => (last_row, 1, -sw),
+        5 => (0, sw, 1),
+        6 => (last_row, -sw, 1),
+        7 => (last_row + last_col, -sw, -1),
+        _ => (last_col, sw, -1),
     };
+    // Square tiles keep the strided reads of the 90-degree cases inside the cache.
+    const TILE: usize = 64;
     let mut out = vec![0u8; pixels.len()];
-    for (y, row) in out.chunks_exact_mut(dw * N).enumerate().take(dh) {
-        for (x, px) in row.chunks_exact_mut(N).enumerate() {
-            let i = src(x, y) * N;
-            px.copy_from_slice(&pixels[i..i + N]);
+    for ty in (0..dh).step_by(TILE) {
+        for tx in (0..dw).step_by(TILE) {
+            for y in ty..(ty + TILE).min(dh) {
+                let row = &mut out[y * dw * N..(y + 1) * dw * N];
+                let mut src = a + tx as isize * dx + y as isize * dy;
+                for x in tx..(tx + TILE).min(dw) {
+                    let i = src as usize * N;
+                    if let (Some(d), Some(s)) =
+                        (row.get_mut(x * N..x * N + N), pixels.get(i..i + N))
+                    {
+                        d.copy_from_slice(s);
+                    }
+                    src += dx;
+                }
+            }
         }
     }
     (out, ow, oh)
