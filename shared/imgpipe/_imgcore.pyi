@@ -4,7 +4,6 @@ from typing import Final, final
 
 __version__: Final[str]
 __all__ = [
-    "__version__",
     "CorruptImage",
     "ImageError",
     "ImageInfo",
@@ -14,6 +13,7 @@ __all__ = [
     "Processed",
     "RawRendition",
     "UnsupportedFormat",
+    "__version__",
     "palette_from_pixels",
     "probe",
     "process",
