@@ -314,7 +314,7 @@ def process_task(svc: Services, body: bytes, ctx: TaskContext) -> Outcome:
     image_id: str | None = payload.get("image_id")
     try:
         if image_id is None:
-            record = _register_object(svc, payload["object"])
+            record = _register_object(svc, payload["object"], ctx)
         else:
             found = svc.state.get_image(image_id)
             if found is None:
@@ -334,11 +334,17 @@ def process_task(svc: Services, body: bytes, ctx: TaskContext) -> Outcome:
         return _failed_attempt(svc, payload, image_id, ctx, exc)
 
 
-def _register_object(svc: Services, path: str) -> ImageRecord:
+def _register_object(svc: Services, path: str, ctx: TaskContext) -> ImageRecord:
     assert svc.uploads is not None, "object tasks need an uploads store"
     data = svc.uploads.get(path)
-    imaging.check_size(len(data), svc.limits)
-    record, created = register(svc, data, {"object": path})
+    try:
+        imaging.check_size(len(data), svc.limits)
+        record, created = register(svc, data, {"object": path})
+    except PermanentError as exc:
+        # No image record exists for bytes refused at the door; the dead letter keeps the
+        # failure visible, named by the content's id and the object's path.
+        _fail_now(svc, image_id_for(data), ctx, type(exc)(f"{path}: {exc.message}"))
+        raise
     if not created and record.state is State.DONE and not is_current(svc, record):
         record = requeue(svc, record) or record
     return record

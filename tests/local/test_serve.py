@@ -154,3 +154,29 @@ def test_upload_over_the_byte_limit_is_413(tmp_path: Path) -> None:
         assert server.request("GET", "/status").json()["images"]["queued"] == 0
     finally:
         server.stop()
+
+
+def test_enqueue_by_prefix_hashes_each_file(server: Server) -> None:
+    folder = server.data_dir / "uploads" / "batch1"
+    folder.mkdir(parents=True)
+    for name in ("Landscape_3.jpg", "gif_still_crash_test.gif", "not-an-image.jpg"):
+        (folder / name).write_bytes(next(e for e in manifest() if e.file == name).path.read_bytes())
+
+    def run_job() -> dict[str, object]:
+        reply = server.request("POST", "/enqueue", json_body={"prefix": "batch1/"})
+        assert reply.status == 202, reply.body
+        assert reply.json()["total_tasks"] == 3
+        job_id = reply.json()["job_id"]
+        for _ in range(1200):
+            job: dict[str, object] = server.request("GET", f"/jobs/{job_id}").json()
+            if job["status"] == "done":
+                return job
+            time.sleep(0.05)
+        raise AssertionError(job)
+
+    first = run_job()
+    assert (first["completed_tasks"], first["failed_tasks"]) == (2, 1)
+    second = run_job()
+    assert (second["skipped_tasks"], second["failed_tasks"]) == (2, 1)
+    failed = server.request("GET", "/failed").json()["failed"]
+    assert {f["error"]["code"] for f in failed} == {"unsupported_format"}
