@@ -156,11 +156,10 @@ def _summary(results: list[FileResult], seconds: float) -> dict[str, Any]:
 
 
 def _print_summary(results: list[FileResult], summary: Mapping[str, Any], out: Path) -> None:
-    print(
-        f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
-        f"in {summary['seconds']:.1f}s -> {out}{os.sep}",
-        file=sys.stderr,
-    )
+    lines = [f"{'done':<8}{summary['done']:>6}", f"{'skipped':<8}{summary['skipped']:>6}"]
+    lines.append(f"{'failed':<8}{summary['failed']:>6}")
+    lines.append(f"{summary['total']} files in {summary['seconds']:.1f}s -> {out}{os.sep}")
     for r in results:
         if r.status == "failed" and r.error is not None:
-            print(f"  failed {r.path}: {r.error.code}: {r.error.message}", file=sys.stderr)
+            lines.append(f"  failed {r.path}: {r.error.code}: {r.error.message}")
+    print("\n".join(lines), file=sys.stderr)
