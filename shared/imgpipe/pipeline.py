@@ -147,7 +147,10 @@ def enqueue_image(
     if job_id is not None:
         svc.state.add_job_task(job_id, record.image_id, record.image_id)
     body = {"image_id": record.image_id, "job_id": job_id}
-    name = task_name("img", record.image_id, svc.settings.fingerprint, record.generation)
+    # A job's task carries the job in its name: were it deduplicated against a task already
+    # queued for the image by someone else, that task would never count for this job.
+    key = record.image_id if job_id is None else f"{record.image_id}-{job_id}"
+    name = task_name("img", key, svc.settings.fingerprint, record.generation)
     return svc.queue.create(
         TaskRequest(queue, name, "worker", json.dumps(body).encode(), schedule_time)
     )

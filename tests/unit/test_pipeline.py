@@ -229,3 +229,17 @@ def test_changed_renditions_reprocess_stale_images(tmp_path: Path) -> None:
     assert [r["name"] for r in record.result["renditions"]] == ["w100", "w100", "w200", "w200"]
     job = second.svc.state.get_job(job_id)
     assert job is not None and job.to_json()["completed_tasks"] == 1
+
+
+def test_a_job_over_an_image_already_queued_still_completes(harness: Harness) -> None:
+    image_id = harness.submit()  # its upload task is queued, not yet run
+    job_id, total = pipeline.enqueue_ids(harness.svc, [image_id])
+    assert total == 1
+    harness.drain()
+    job = harness.svc.state.get_job(job_id)
+    assert job is not None
+    view = job.to_json()
+    assert view["status"] == "done"
+    assert view["completed_tasks"] + view["skipped_tasks"] == 1
+    names = harness.outputs(image_id)
+    assert len(names) == len(set(names))
