@@ -37,6 +37,19 @@ pub struct Header {
 }
 
 impl Header {
+    /// A still, opaque, unrotated image without a profile: what each format's walk refines.
+    fn new(format: Format, width: u32, height: u32) -> Self {
+        Self {
+            format,
+            width,
+            height,
+            orientation: 1,
+            has_alpha: false,
+            frame_count: 1,
+            has_icc: false,
+        }
+    }
+
     /// Dimensions after EXIF orientation (5..8 swap the axes).
     pub fn display_size(&self) -> (u32, u32) {
         if self.orientation >= 5 {
@@ -128,15 +141,7 @@ fn le32(d: &[u8], at: usize) -> Option<u32> {
 }
 
 fn jpeg(d: &[u8]) -> Option<Header> {
-    let mut h = Header {
-        format: Format::Jpeg,
-        width: 0,
-        height: 0,
-        orientation: 1,
-        has_alpha: false,
-        frame_count: 1,
-        has_icc: false,
-    };
+    let mut h = Header::new(Format::Jpeg, 0, 0);
     let mut at = 2usize;
     loop {
         if *d.get(at)? != 0xFF {
@@ -176,13 +181,8 @@ fn png(d: &[u8]) -> Option<Header> {
     }
     let color_type = *d.get(25)?;
     let mut h = Header {
-        format: Format::Png,
-        width: be32(d, 16)?,
-        height: be32(d, 20)?,
-        orientation: 1,
         has_alpha: matches!(color_type, 4 | 6),
-        frame_count: 1,
-        has_icc: false,
+        ..Header::new(Format::Png, be32(d, 16)?, be32(d, 20)?)
     };
     let mut at = 8usize;
     while let (Some(len), Some(kind)) = (be32(d, at), d.get(at + 4..at + 8)) {
@@ -207,14 +207,10 @@ fn png(d: &[u8]) -> Option<Header> {
 }
 
 fn gif(d: &[u8]) -> Option<Header> {
+    // Frames are counted as the blocks are walked.
     let mut h = Header {
-        format: Format::Gif,
-        width: u32::from(le16(d, 6)?),
-        height: u32::from(le16(d, 8)?),
-        orientation: 1,
-        has_alpha: false,
         frame_count: 0,
-        has_icc: false,
+        ..Header::new(Format::Gif, u32::from(le16(d, 6)?), u32::from(le16(d, 8)?))
     };
     let flags = *d.get(10)?;
     let mut at = 13usize;
@@ -272,15 +268,7 @@ fn gif(d: &[u8]) -> Option<Header> {
 }
 
 fn webp(d: &[u8]) -> Option<Header> {
-    let mut h = Header {
-        format: Format::WebP,
-        width: 0,
-        height: 0,
-        orientation: 1,
-        has_alpha: false,
-        frame_count: 1,
-        has_icc: false,
-    };
+    let mut h = Header::new(Format::WebP, 0, 0);
     let mut frames = 0u32;
     let mut at = 12usize;
     while let (Some(kind), Some(len)) = (d.get(at..at + 4), le32(d, at + 4)) {
@@ -324,15 +312,7 @@ fn webp(d: &[u8]) -> Option<Header> {
 
 fn tiff(d: &[u8]) -> Option<Header> {
     let t = exif::Tiff::new(d)?;
-    let mut h = Header {
-        format: Format::Tiff,
-        width: 0,
-        height: 0,
-        orientation: 1,
-        has_alpha: false,
-        frame_count: 1,
-        has_icc: false,
-    };
+    let mut h = Header::new(Format::Tiff, 0, 0);
     for e in t.ifd0() {
         match e.tag {
             256 => h.width = t.scalar(&e)?,
