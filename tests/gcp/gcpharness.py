@@ -10,7 +10,6 @@ import json
 import os
 import random
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ import gcpenv
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from multipart import upload_body
 
 TOKEN = "gcp-test-token"
 SECRET = "gcp-test-task-secret"
@@ -243,24 +244,13 @@ class Deployment:
             return status, body
 
     def upload(self, name: str, data: bytes, **fields: str) -> tuple[int, Any]:
-        boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        ]
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        body, content_type = upload_body(name, data, **fields)
         return self.call(
             "upload",
             "POST",
             "/upload",
             body=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers={"Content-Type": content_type},
         )
 
     def image(self, image_id: str) -> dict[str, Any]:

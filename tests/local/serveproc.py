@@ -11,10 +11,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from multipart import upload_body
 
 TOKEN = "test-token"
 SECRET = "test-task-secret"
@@ -115,23 +116,12 @@ class Server:
             return Reply(err.code, dict(err.headers), err.read())
 
     def upload(self, name: str, data: bytes, **fields: str) -> Reply:
-        boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        ]
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        body, content_type = upload_body(name, data, **fields)
         return self.request(
             "POST",
             "/upload",
             body=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers={"Content-Type": content_type},
         )
 
     def wait_image(self, image_id: str, timeout: float = 120) -> dict[str, Any]:
