@@ -4,6 +4,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat};
+use libwebp_sys as webp;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
@@ -48,6 +49,7 @@ pub fn decode(data: &[u8], header: &Header, max_pixels: u64) -> Result<Decoded> 
         Format::Jpeg => jpeg(data)?,
         Format::Png => with_image(data, ImageFormat::Png, header, max_pixels)?,
         Format::Gif => with_image(data, ImageFormat::Gif, header, max_pixels)?,
+        Format::WebP if header.frame_count <= 1 => webp_still(data, header)?,
         Format::WebP => with_image(data, ImageFormat::WebP, header, max_pixels)?,
         Format::Tiff => with_image(data, ImageFormat::Tiff, header, max_pixels)?,
     };
@@ -110,6 +112,61 @@ fn ycck_to_cmyk(px: &mut [u8]) {
         p[1] = 255 - (y - 0.344_136 * cb - 0.714_136 * cr).round() as u8;
         p[2] = 255 - (y + 1.772 * cb).round() as u8;
     }
+}
+
+/// A still WebP through libwebp itself (what Pillow uses): the same pixels as the reference,
+/// and several times faster than the pure-Rust decoder. The output buffer is sized from the
+/// bitstream's own dimensions, which must match the header already checked against the limit.
+fn webp_still(data: &[u8], header: &Header) -> Result<Decoded> {
+    let mut f = webp::WebPBitstreamFeatures {
+        width: 0,
+        height: 0,
+        has_alpha: 0,
+        has_animation: 0,
+        format: 0,
+        pad: [0; 5],
+    };
+    // SAFETY: libwebp reads at most `data.len()` bytes and writes only `f`.
+    let status = unsafe { webp::WebPGetFeatures(data.as_ptr(), data.len(), &mut f) };
+    if status != webp::VP8StatusCode::VP8_STATUS_OK {
+        return Err(ImgError::corrupt(format!("WebP header: {status:?}")));
+    }
+    let (Ok(width), Ok(height)) = (u32::try_from(f.width), u32::try_from(f.height)) else {
+        return Err(ImgError::corrupt("WebP with negative dimensions"));
+    };
+    if (width, height) != (header.width, header.height) {
+        return Err(ImgError::corrupt(
+            "WebP bitstream size differs from its header",
+        ));
+    }
+    let layout = if f.has_alpha != 0 {
+        Layout::Rgba
+    } else {
+        Layout::Rgb
+    };
+    let channels = layout.channels();
+    let mut px = vec![0u8; limits::buffer_len(width, height, channels)?];
+    let stride = i32::try_from(width as usize * channels)
+        .map_err(|_| ImgError::corrupt("WebP row too long"))?;
+    // SAFETY: `px` holds `height` rows of `stride` bytes, the size libwebp checks the output
+    // against; it writes nothing beyond `px.len()` and returns null on any decoding error.
+    let written = unsafe {
+        if layout == Layout::Rgba {
+            webp::WebPDecodeRGBAInto(data.as_ptr(), data.len(), px.as_mut_ptr(), px.len(), stride)
+        } else {
+            webp::WebPDecodeRGBInto(data.as_ptr(), data.len(), px.as_mut_ptr(), px.len(), stride)
+        }
+    };
+    if written.is_null() {
+        return Err(ImgError::corrupt("WebP data is truncated or corrupt"));
+    }
+    Ok(Decoded {
+        width,
+        height,
+        layout,
+        data: px,
+        icc: crate::header::webp_icc(data),
+    })
 }
 
 fn image_error(err: image::ImageError) -> ImgError {
@@ -192,5 +249,21 @@ mod tests {
             decode(cut, &header_of(cut), 1 << 20).unwrap_err().code(),
             "corrupt_image"
         );
+
+        for channels in [3, 4] {
+            let src = crate::image::Pixels {
+                channels,
+                data: (0..64 * 48 * channels).map(|i| (i * 5 % 253) as u8).collect(),
+                ..px.clone()
+            };
+            let webp = crate::encode::webp(&src, 80.0, 4).unwrap();
+            let d = decode(&webp, &header_of(&webp), 1 << 20).unwrap();
+            assert_eq!((d.width, d.height, d.layout.channels()), (64, 48, channels));
+            let cut = &webp[..webp.len() * 2 / 3];
+            assert_eq!(
+                decode(cut, &header_of(cut), 1 << 20).unwrap_err().code(),
+                "corrupt_image"
+            );
+        }
     }
 }

@@ -270,11 +270,8 @@ fn gif(d: &[u8]) -> Option<Header> {
 fn webp(d: &[u8]) -> Option<Header> {
     let mut h = Header::new(Format::WebP, 0, 0);
     let mut frames = 0u32;
-    let mut at = 12usize;
-    while let (Some(kind), Some(len)) = (d.get(at..at + 4), le32(d, at + 4)) {
-        let body = at + 8;
-        let len = usize::try_from(len).ok()?;
-        let chunk = d.get(body..body.checked_add(len)?.min(d.len()))?;
+    let mut chunks = webp_chunks(d);
+    for (kind, chunk) in chunks.by_ref() {
         match kind {
             b"VP8X" => {
                 let flags = *chunk.first()?;
@@ -304,10 +301,60 @@ fn webp(d: &[u8]) -> Option<Header> {
             b"ANMF" => frames += 1,
             _ => {}
         }
-        at = body.checked_add(len)?.checked_add(len & 1)?.min(d.len());
+    }
+    if chunks.broken {
+        return None;
     }
     h.frame_count = frames.max(1);
     Some(h)
+}
+
+/// The chunks of a RIFF WebP file as (FourCC, body); a body cut short by the end of the data
+/// is yielded as far as it goes. `broken` tells that the walk stopped at a malformed chunk.
+pub struct WebPChunks<'a> {
+    d: &'a [u8],
+    at: usize,
+    pub broken: bool,
+}
+
+pub fn webp_chunks(d: &[u8]) -> WebPChunks<'_> {
+    WebPChunks {
+        d,
+        at: 12,
+        broken: false,
+    }
+}
+
+impl<'a> Iterator for WebPChunks<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let d = self.d;
+        let kind = d.get(self.at..self.at.checked_add(4)?)?;
+        let len = usize::try_from(le32(d, self.at + 4)?).ok();
+        let body = self.at + 8;
+        let span = len.and_then(|len| {
+            let end = body.checked_add(len)?;
+            Some((end.min(d.len()), end.checked_add(len & 1)?.min(d.len())))
+        });
+        match span.and_then(|(end, next)| Some((d.get(body..end)?, next))) {
+            Some((chunk, next)) => {
+                self.at = next;
+                Some((kind, chunk))
+            }
+            None => {
+                self.broken = true;
+                None
+            }
+        }
+    }
+}
+
+/// The embedded ICC profile of a WebP file, if any.
+pub fn webp_icc(d: &[u8]) -> Option<Vec<u8>> {
+    webp_chunks(d)
+        .find(|(kind, _)| *kind == b"ICCP")
+        .map(|(_, body)| body.to_vec())
 }
 
 fn tiff(d: &[u8]) -> Option<Header> {
@@ -388,6 +435,19 @@ mod tests {
         assert_eq!((h.width, h.height, h.orientation), (30, 20, 6));
         assert_eq!(h.display_size(), (20, 30));
         assert!(parse(&j[..j.len() - 8]).is_err());
+    }
+
+    #[test]
+    fn webp_icc_profile_is_found_between_chunks() {
+        let mut webp = b"RIFF\0\0\0\0WEBP".to_vec();
+        // An odd-sized chunk is padded to even length before the next one.
+        webp.extend_from_slice(b"VP8X\x0a\0\0\0\x20\0\0\0\x01\0\0\x01\0\0");
+        webp.extend_from_slice(b"EXIF\x03\0\0\0abc\0");
+        webp.extend_from_slice(b"ICCP\x04\0\0\0icc!");
+        assert_eq!(webp_icc(&webp).as_deref(), Some(&b"icc!"[..]));
+        let h = parse(&webp).unwrap();
+        assert_eq!((h.width, h.height, h.has_icc), (2, 2, true));
+        assert_eq!(webp_icc(&webp[..webp.len() - 8]), None);
     }
 
     #[test]

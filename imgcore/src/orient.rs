@@ -35,44 +35,64 @@ fn apply_n<const N: usize>(
     h: u32,
     orientation: u8,
 ) -> (Vec<u8>, u32, u32) {
-    if !(2..=8).contains(&orientation) || pixels.len() != w as usize * h as usize * N {
+    let (sw, sh) = (w as usize, h as usize);
+    if !(2..=8).contains(&orientation) || sw == 0 || pixels.len() != sw * sh * N {
         return (pixels, w, h);
     }
-    let (sw, sh) = (w as isize, h as isize);
     let (ow, oh) = oriented_size(w, h, orientation);
-    let (dw, dh) = (ow as usize, oh as usize);
-    // The source pixel of display pixel (x, y) is `a + x * dx + y * dy` (in pixels).
-    let (last_row, last_col) = ((sh - 1) * sw, sw - 1);
-    let (a, dx, dy) = match orientation {
-        2 => (last_col, -1, sw),
-        3 => (last_row + last_col, -1, -sw),
-        4 => (last_row, 1, -sw),
-        5 => (0, sw, 1),
-        6 => (last_row, -sw, 1),
-        7 => (last_row + last_col, -sw, -1),
-        _ => (last_col, sw, -1),
-    };
-    // Square tiles keep the strided reads of the 90-degree cases inside the cache.
-    const TILE: usize = 64;
+    let row = sw * N;
     let mut out = vec![0u8; pixels.len()];
+    match orientation {
+        2 | 3 => {
+            let rows = out.chunks_exact_mut(row);
+            let flip = |(o, s): (&mut [u8], &[u8])| {
+                for (d, p) in o.chunks_exact_mut(N).zip(s.chunks_exact(N).rev()) {
+                    d.copy_from_slice(p);
+                }
+            };
+            if orientation == 2 {
+                rows.zip(pixels.chunks_exact(row)).for_each(flip);
+            } else {
+                rows.zip(pixels.chunks_exact(row).rev()).for_each(flip);
+            }
+        }
+        4 => {
+            for (o, s) in out
+                .chunks_exact_mut(row)
+                .zip(pixels.chunks_exact(row).rev())
+            {
+                o.copy_from_slice(s);
+            }
+        }
+        _ => transpose::<N>(&pixels, &mut out, sw, sh, orientation),
+    }
+    (out, ow, oh)
+}
+
+/// Orientations 5..8: display pixel (x, y) comes from stored row `x` (or `sh - 1 - x`) and
+/// column `y` (or `sw - 1 - y`). Square tiles keep the strided reads inside the cache.
+fn transpose<const N: usize>(src: &[u8], out: &mut [u8], sw: usize, sh: usize, o: u8) {
+    const TILE: usize = 32;
+    let (dw, dh) = (sh, sw);
+    let rows_down = matches!(o, 5 | 8);
+    let cols_right = matches!(o, 5 | 6);
     for ty in (0..dh).step_by(TILE) {
         for tx in (0..dw).step_by(TILE) {
+            let tx_end = (tx + TILE).min(dw);
             for y in ty..(ty + TILE).min(dh) {
-                let row = &mut out[y * dw * N..(y + 1) * dw * N];
-                let mut src = a + tx as isize * dx + y as isize * dy;
-                for x in tx..(tx + TILE).min(dw) {
-                    let i = src as usize * N;
-                    if let (Some(d), Some(s)) =
-                        (row.get_mut(x * N..x * N + N), pixels.get(i..i + N))
-                    {
-                        d.copy_from_slice(s);
+                let col = if cols_right { y } else { sw - 1 - y };
+                let orow = &mut out[(y * dw + tx) * N..(y * dw + tx_end) * N];
+                for (k, d) in orow.chunks_exact_mut(N).enumerate() {
+                    let x = tx + k;
+                    let r = if rows_down { x } else { sh - 1 - x };
+                    let i = (r * sw + col) * N;
+                    if let Some(p) = src.get(i..i + N) {
+                        d.copy_from_slice(p);
                     }
-                    src += dx;
                 }
             }
         }
     }
-    (out, ow, oh)
 }
 
 /// Maps a crop given in display coordinates (image of `disp_w` x `disp_h` after orientation)

@@ -110,7 +110,20 @@ fn load(data: &[u8], max_pixels: u64, threads: usize, t: &mut Timings) -> Result
     Ok((header, pixels))
 }
 
-fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Result<Vec<Rendered>> {
+/// A rendition's pixels before orientation: the source itself when the rendition is the whole
+/// source at its own size (never copied), or a resampled image.
+enum Resampled {
+    Source,
+    Owned(Pixels),
+}
+
+/// Every rendition in display orientation, and the source back when no rendition took it.
+fn render(
+    header: &Header,
+    src: Pixels,
+    specs: &[Spec],
+    t: &mut Timings,
+) -> Result<(Vec<Rendered>, Option<Pixels>)> {
     let o = header.orientation;
     let (dw, dh) = orient::oriented_size(src.width, src.height, o);
     let plans = rendition::plan(specs, dw, dh)?;
@@ -119,17 +132,24 @@ fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Res
     order.sort_by_key(|&i| {
         std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height))
     });
-    let mut done: Vec<Option<Pixels>> = vec![None; plans.len()];
+    let mut done: Vec<Option<Resampled>> = (0..plans.len()).map(|_| None).collect();
     let mut resizer = Resizer::new();
     for &i in &order {
         let plan = &plans[i];
         let crop = orient::crop_to_stored(plan.crop, dw, dh, o);
         let (tw, th) = orient::oriented_size(plan.width, plan.height, o);
+        if crop == Crop::full(src.width, src.height) && (tw, th) == (src.width, src.height) {
+            done[i] = Some(Resampled::Source);
+            continue;
+        }
         let base = plans
             .iter()
             .zip(&done)
             .filter(|(p, _)| p.is_full_frame(dw, dh))
-            .filter_map(|(_, d)| d.as_ref())
+            .filter_map(|(_, d)| match d {
+                Some(Resampled::Owned(mid)) => Some(mid),
+                _ => None,
+            })
             .filter(|mid| {
                 let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
                 c.width >= CHAIN_FACTOR * f64::from(tw) && c.height >= CHAIN_FACTOR * f64::from(th)
@@ -140,16 +160,29 @@ fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Res
                 let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
                 resize::resize(&mut resizer, mid, c, tw, th)
             }
-            None => resize::resize(&mut resizer, src, crop, tw, th),
+            None => resize::resize(&mut resizer, &src, crop, tw, th),
         })?;
-        done[i] = Some(out);
+        done[i] = Some(Resampled::Owned(out));
     }
-    timed(&mut t.orient, || {
+    let mut uses = done
+        .iter()
+        .filter(|d| matches!(d, Some(Resampled::Source)))
+        .count();
+    let mut src = Some(src);
+    let renders = timed(&mut t.orient, || {
         plans
             .into_iter()
             .zip(done)
             .map(|(plan, px)| {
-                let px = px.ok_or_else(|| ImgError::Internal("rendition not rendered".into()))?;
+                let px = match px {
+                    Some(Resampled::Owned(px)) => px,
+                    Some(Resampled::Source) => {
+                        uses -= 1;
+                        let taken = if uses == 0 { src.take() } else { src.clone() };
+                        taken.ok_or_else(|| ImgError::Internal("source already taken".into()))?
+                    }
+                    None => return Err(ImgError::Internal("rendition not rendered".into())),
+                };
                 let (data, width, height) =
                     orient::apply(px.data, px.width, px.height, px.channels, o);
                 let full_frame = plan.is_full_frame(dw, dh);
@@ -164,28 +197,31 @@ fn render(header: &Header, src: &Pixels, specs: &[Spec], t: &mut Timings) -> Res
                     full_frame,
                 })
             })
-            .collect()
-    })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok((renders, src))
 }
 
 /// The resized pixels of every rendition before encoding, in display orientation.
 pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
     let (header, src) = load(data, max_pixels, 1, &mut t)?;
-    render(&header, &src, specs, &mut t)
+    Ok(render(&header, src, specs, &mut t)?.0)
 }
 
 /// A display-oriented thumbnail fitting in THUMB x THUMB, from the smallest full-frame
 /// rendition when there is one, never from a larger image than needed.
-fn thumbnail(header: &Header, src: &Pixels, renders: &[Rendered]) -> Result<Pixels> {
+fn thumbnail(header: &Header, src: Option<&Pixels>, renders: &[Rendered]) -> Result<Pixels> {
     let o = header.orientation;
     let smallest = renders
         .iter()
         .filter(|r| r.full_frame)
         .min_by_key(|r| u64::from(r.pixels.width) * u64::from(r.pixels.height));
-    let (base, orientation) = match smallest {
-        Some(r) => (&r.pixels, 1),
-        None => (src, o),
+    let (base, orientation) = match (smallest, src) {
+        (Some(r), _) => (&r.pixels, 1),
+        (None, Some(src)) => (src, o),
+        // A rendition took the source only if it is a full-frame one.
+        (None, None) => return Err(ImgError::Internal("no image for the thumbnail".into())),
     };
     let (bw, bh) = orient::oriented_size(base.width, base.height, orientation);
     let plan = rendition::plan(
@@ -241,10 +277,10 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let mut t = Timings::default();
     let threads = opts.threads.clamp(1, 64);
     let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
-    let renders = render(&header, &src, specs, &mut t)?;
+    let (renders, src) = render(&header, src, specs, &mut t)?;
     let thumb = if opts.palette {
         Some(timed(&mut t.palette, || {
-            thumbnail(&header, &src, &renders)
+            thumbnail(&header, src.as_ref(), &renders)
         })?)
     } else {
         None
