@@ -253,7 +253,9 @@ mod tests {
         for channels in [3, 4] {
             let src = crate::image::Pixels {
                 channels,
-                data: (0..64 * 48 * channels).map(|i| (i * 5 % 253) as u8).collect(),
+                data: (0..64 * 48 * channels)
+                    .map(|i| (i * 5 % 253) as u8)
+                    .collect(),
                 ..px.clone()
             };
             let webp = crate::encode::webp(&src, 80.0, 4).unwrap();
