@@ -1,5 +1,6 @@
 //! imgpipe's image core. Pure Rust modules below; `python` holds the PyO3 bindings.
 
+mod alloc;
 pub mod color;
 pub mod decode;
 pub mod encode;
@@ -16,6 +17,9 @@ pub mod resize;
 
 #[cfg(feature = "python")]
 mod python;
+
+#[global_allocator]
+static ALLOC: alloc::PixelAlloc = alloc::PixelAlloc;
 
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
