@@ -26,8 +26,15 @@ before import) so that every library uses one core per image and the pool provid
 parallelism. libvips' operation cache is disabled so repeats do real work.
 
 Per-stage times: imgcore reports Processed.timings; the peers are timed step by step (each lazy
-pyvips step forced with copy_memory) in a separate single-threaded pass. The wall-time runs do
-not time stages.
+pyvips step forced with copy_memory) in separate single-threaded passes, interleaved, keeping
+each stage's best. The wall-time runs do not time stages.
+
+Targets: the closing section prints each speed target of the imgcore issue with its measured
+value. The issue quotes the peers' single-threaded times and asks for imgcore "with 2 threads",
+so the whole-job goal compares imgcore on 2 threads with each peer on one; the same-thread
+ratio is printed beside it. (With both on 2 threads the Pillow goal is out of reach by
+construction: the WebP stage, which the issue asks only to be on a par with the peers'
+libwebp, is about 60 % of Pillow's whole time, so imgcore cannot be more than ~1.7x faster.)
 
     python scripts/bench.py [--images PATH...] [--threads 1 2] [--repeat N]
 """
@@ -247,6 +254,67 @@ def stage_pass(lib: str, images: list[Path], outdir: Path) -> dict[str, float]:
     return totals
 
 
+def best_stages(images: list[Path], outdir: Path, rounds: int) -> dict[str, dict[str, float]]:
+    """Per library and stage, the smallest total over interleaved single-threaded rounds."""
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for lib in LIBRARIES:
+            totals = stage_pass(lib, images, outdir)
+            mine = best.setdefault(lib, totals)
+            for stage, seconds in totals.items():
+                mine[stage] = min(mine.get(stage, seconds), seconds)
+    return best
+
+
+NON_ENCODER = ("decode", "orient", "icc", "resize", "palette")
+
+
+def print_targets(
+    stages: dict[str, dict[str, float]], walls: dict[tuple[str, int], float], n_images: int
+) -> None:
+    """The speed targets of the imgcore issue, each with its measured value."""
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    ours = stages["imgcore"]
+    print("\nTargets")
+    if ("imgcore", 2) in walls:
+        for peer, goal in (("pillow", 1.8), ("pyvips", 1.6)):
+            if (peer, 1) in walls:
+                r = walls[peer, 1] / walls["imgcore", 2]
+                print(
+                    f"  whole job, imgcore 2 threads vs {peer} single-threaded (the issue's "
+                    f"peer figures): {r:.2f}x, goal >= {goal}x: {mark(r >= goal)}"
+                )
+            if (peer, 2) in walls:
+                r = walls[peer, 2] / walls["imgcore", 2]
+                print(f"  whole job, both 2 threads, vs {peer}: {r:.2f}x (for reference)")
+    group = sum(ours.get(s, 0.0) for s in NON_ENCODER)
+    for peer in ("pillow", "pyvips"):
+        theirs = sum(stages[peer].get(s, 0.0) for s in NON_ENCODER)
+        r = theirs / group
+        print(
+            f"  stages other than the encoders ({'+'.join(NON_ENCODER)}) vs {peer}: {r:.2f}x, "
+            f"goal >= 2x: {mark(r >= 2)}"
+        )
+        webp = stages[peer]["webp"] / ours["webp"]
+        print(f"  WebP stage vs {peer}'s libwebp: {webp:.2f}x, goal >= 1x: {mark(webp >= 1)}")
+    # Pillow's decode stage is the plain decode by libjpeg-turbo (and libwebp for WebP files).
+    plain = stages["pillow"]["decode"]
+    decode_ok = ours["decode"] <= 2 * plain
+    print(
+        f"  decode vs plain decode (libjpeg-turbo/libwebp through Pillow): "
+        f"{ours['decode'] / plain:.2f}x the time, goal within 2x: {mark(decode_ok)}"
+    )
+    print(
+        f"  all stages other than the encoders vs plain decode: {group / plain:.2f}x the time, "
+        f"goal within 2x: {mark(group <= 2 * plain)}"
+    )
+    per_image = ours["palette"] / n_images * 1000
+    print(f"  palette: {per_image:.1f} ms per image, goal < 5 ms: {mark(per_image < 5)}")
+
+
 def wall_run(lib: str, images: list[Path], outdir: Path, threads: int) -> float:
     fn = LIBRARIES[lib]
     t0 = time.perf_counter()
@@ -283,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         for job in LIBRARIES.values():  # warm-up: libraries load codecs lazily
             job(images[0], outdir, _no_timer)
 
-        stages = {lib: stage_pass(lib, images, outdir) for lib in LIBRARIES}
-        print("\nPer-stage time, single thread, seconds summed over all images")
+        stages = best_stages(images, outdir, args.repeat)
+        print(
+            f"\nPer-stage time, single thread, seconds summed over all images, best of "
+            f"{args.repeat}"
+        )
         cols = [s for s in STAGES] + sorted({k for t in stages.values() for k in t} - set(STAGES))
         print(f"{'library':<9}" + "".join(f"{c:>9}" for c in cols) + f"{'sum':>9}")
         for lib, t in stages.items():
@@ -326,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 for peer in ("pillow", "pyvips")
             ]
             print(f"  {threads} thread(s): " + ", ".join(parts))
+        print_targets(stages, walls, len(images))
     return 0
 
 
