@@ -70,25 +70,39 @@ fn apply_n<const N: usize>(
 }
 
 /// Orientations 5..8: display pixel (x, y) comes from stored row `x` (or `sh - 1 - x`) and
-/// column `y` (or `sw - 1 - y`). Square tiles keep the strided reads inside the cache.
+/// column `y` (or `sw - 1 - y`). The stored image is walked in 8x8 blocks held in registers,
+/// so every read and write is a short contiguous run of fixed length.
 fn transpose<const N: usize>(src: &[u8], out: &mut [u8], sw: usize, sh: usize, o: u8) {
-    const TILE: usize = 32;
-    let (dw, dh) = (sh, sw);
+    const B: usize = 8;
+    let dw = sh;
     let rows_down = matches!(o, 5 | 8);
     let cols_right = matches!(o, 5 | 6);
-    for ty in (0..dh).step_by(TILE) {
-        for tx in (0..dw).step_by(TILE) {
-            let tx_end = (tx + TILE).min(dw);
-            for y in ty..(ty + TILE).min(dh) {
-                let col = if cols_right { y } else { sw - 1 - y };
-                let orow = &mut out[(y * dw + tx) * N..(y * dw + tx_end) * N];
-                for (k, d) in orow.chunks_exact_mut(N).enumerate() {
-                    let x = tx + k;
-                    let r = if rows_down { x } else { sh - 1 - x };
-                    let i = (r * sw + col) * N;
-                    if let Some(p) = src.get(i..i + N) {
-                        d.copy_from_slice(p);
+    let dx = |r: usize| if rows_down { r } else { sh - 1 - r };
+    let dy = |c: usize| if cols_right { c } else { sw - 1 - c };
+    for r0 in (0..sh).step_by(B) {
+        for c0 in (0..sw).step_by(B) {
+            if r0 + B > sh || c0 + B > sw {
+                for r in r0..(r0 + B).min(sh) {
+                    for c in c0..(c0 + B).min(sw) {
+                        let (i, j) = ((r * sw + c) * N, (dy(c) * dw + dx(r)) * N);
+                        out[j..j + N].copy_from_slice(&src[i..i + N]);
                     }
+                }
+                continue;
+            }
+            let mut blk = [[[0u8; N]; B]; B];
+            for (k, row) in blk.iter_mut().enumerate() {
+                let run = &src[((r0 + k) * sw + c0) * N..][..B * N];
+                for (px, s) in row.iter_mut().zip(run.chunks_exact(N)) {
+                    px.copy_from_slice(s);
+                }
+            }
+            let x0 = if rows_down { r0 } else { sh - r0 - B };
+            for j in 0..B {
+                let run = &mut out[(dy(c0 + j) * dw + x0) * N..][..B * N];
+                for (k, d) in run.chunks_exact_mut(N).enumerate() {
+                    let i = if rows_down { k } else { B - 1 - k };
+                    d.copy_from_slice(&blk[i][j]);
                 }
             }
         }
@@ -152,6 +166,35 @@ mod tests {
                 (size, &want[..]),
                 "orientation {o}"
             );
+        }
+    }
+
+    /// Display pixel (x, y) is stored pixel `a + x * dx + y * dy`, per orientation.
+    fn reference(px: &[u8], w: usize, h: usize, n: usize, o: u8) -> Vec<u8> {
+        let (w, h) = (w as isize, h as isize);
+        let (a, dx, dy) = match o {
+            5 => (0, w, 1),
+            6 => ((h - 1) * w, -w, 1),
+            7 => ((h - 1) * w + w - 1, -w, -1),
+            _ => (w - 1, w, -1),
+        };
+        (0..w)
+            .flat_map(|y| (0..h).map(move |x| a + x * dx + y * dy))
+            .flat_map(|i| px[i as usize * n..i as usize * n + n].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn transposes_match_the_reference_across_block_edges() {
+        for (w, h) in [(8, 8), (16, 24), (19, 13), (1, 20), (20, 1), (33, 9)] {
+            for n in [1, 3, 4] {
+                let px: Vec<u8> = (0..w * h * n).map(|i| (i * 31 % 255) as u8).collect();
+                for o in 5..=8u8 {
+                    let (out, ow, oh) = apply(px.clone(), w as u32, h as u32, n, o);
+                    assert_eq!((ow, oh), (h as u32, w as u32));
+                    assert_eq!(out, reference(&px, w, h, n, o), "{w}x{h}x{n} o{o}");
+                }
+            }
         }
     }
 
