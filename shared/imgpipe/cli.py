@@ -67,7 +67,16 @@ def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
         raise InvalidRequest(f"queue {args.action} needs a queue name")
     if args.action == "describe":
         info = queue.get_queue(args.name)
-        _print_json({"state": info.state, **info.config.to_dict()})
+        _print_json(
+            {
+                "state": info.state,
+                **info.config.to_dict(),
+                # After 429/503 answers: the share of the rate in use, and a Retry-After hold
+                # (epoch seconds, like every time imgpipe prints).
+                "rate_factor": info.slowdown,
+                "held_until": info.held_until,
+            }
+        )
     elif args.action == "update":
         changes = {k: v for k, v in vars(args).items() if k in _UPDATABLE and v is not None}
         if not changes:

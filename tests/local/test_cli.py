@@ -109,6 +109,7 @@ def test_queue_admin_commands(tmp_path: Path) -> None:
     assert updated.returncode == 0, updated.stderr
     described = json.loads(imgpipe("queue", "describe", "normal", data_dir=tmp_path).stdout)
     assert described["max_dispatches_per_second"] == 5
+    assert (described["rate_factor"], described["held_until"]) == (1.0, None)
     assert imgpipe("queue", "pause", "normal", data_dir=tmp_path).returncode == 0
     described = json.loads(imgpipe("queue", "describe", "normal", data_dir=tmp_path).stdout)
     assert described["state"] == "PAUSED"

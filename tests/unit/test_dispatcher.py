@@ -14,7 +14,7 @@ import pytest
 
 from imgpipe import queueconfig
 from imgpipe.clock import FakeClock
-from imgpipe.local.dispatcher import Dispatcher, HttpTarget
+from imgpipe.local.dispatcher import Dispatcher, HttpTarget, retry_after
 from imgpipe.local.taskqueue import Finished, SqliteTaskQueue
 from imgpipe.ports import TaskRequest
 from imgpipe.queueconfig import QueueConfig, RateLimits, RetryConfig
@@ -247,6 +247,7 @@ class Server:
     requests: list[tuple[str, dict[str, str], bytes, int]]  # path, headers, body, client port
     statuses: list[int]
     delay: list[float]
+    retry_after: list[str] = field(default_factory=list)  # one per non-2xx answer, in order
 
 
 @pytest.fixture
@@ -264,9 +265,12 @@ def server() -> Iterator[Server]:
                     (self.path, dict(self.headers.items()), body, self.client_address[1])
                 )
                 status = state.statuses.pop(0) if state.statuses else 200
+                wait = state.retry_after.pop(0) if status >= 300 and state.retry_after else None
             time.sleep(state.delay[0])
             payload = b"" if status < 300 else b'{"error": {"code": "unavailable"}}'
             self.send_response(status)
+            if wait is not None:
+                self.send_header("Retry-After", wait)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -329,6 +333,43 @@ def test_http_non_2xx_is_retried(
     dispatcher.stop()
 
 
+def test_http_retry_after_holds_the_queue_and_retries_say_why(
+    make_queue: Callable[..., SqliteTaskQueue], clock: FakeClock, server: Server
+) -> None:
+    queue = make_queue()
+    _create(queue, "img-1")
+    server.statuses[:] = [503]
+    server.retry_after[:] = ["90"]
+    dispatcher = Dispatcher(queue, clock, {"worker": server.url})
+    assert dispatcher.run_until_idle(timeout=10) == 1
+    _create(queue, "img-2")
+    assert dispatcher.run_until_idle(timeout=10) == 0  # the whole queue waits
+    clock.advance(89)
+    assert dispatcher.run_until_idle(timeout=10) == 0
+    clock.advance(1)
+    assert dispatcher.run_until_idle(timeout=10) == 2
+    retry = next(h for _, h, _, _ in server.requests[1:] if h["X-CloudTasks-TaskName"] == "img-1")
+    assert retry["X-CloudTasks-TaskRetryCount"] == "1"
+    assert retry["X-CloudTasks-TaskPreviousResponse"] == "503"
+    assert retry["X-CloudTasks-TaskRetryReason"] == "HTTP 503"
+    first = server.requests[0][1]
+    assert "X-CloudTasks-TaskPreviousResponse" not in first
+    assert "X-CloudTasks-TaskRetryReason" not in first
+    assert queue.stats()[0].depth == 0
+    dispatcher.stop()
+
+
+def test_retry_after_header_values() -> None:
+    now = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+    assert retry_after("120", now) == 120.0
+    assert retry_after(" 0 ", now) == 0.0
+    assert retry_after("Tue, 14 Nov 2023 22:15:20 GMT", now) == 120.0
+    assert retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now) == 0.0  # already past
+    assert retry_after(None, now) is None
+    assert retry_after("soon", now) is None
+    assert retry_after("-5", now) is None
+
+
 def test_http_timeout_counts_as_a_failed_attempt(
     make_queue: Callable[..., SqliteTaskQueue],
     clock: FakeClock,
@@ -367,7 +408,7 @@ def test_http_connection_refused_is_a_failed_attempt(
 def test_http_connection_is_kept_alive_per_thread(server: Server) -> None:
     target = HttpTarget(server.url)
     for _ in range(5):
-        assert target({"Content-Type": "application/json"}, b"{}", 5.0) == (200, "")
+        assert target({"Content-Type": "application/json"}, b"{}", 5.0) == (200, "", None)
     assert len({port for *_, port in server.requests}) == 1
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from imgpipe.clock import FakeClock
+from imgpipe.local import taskqueue
 from imgpipe.local.taskqueue import (
     Finished,
     Lease,
@@ -198,6 +199,100 @@ def test_retries_take_tokens_too(make_queue: MakeQueue, clock: FakeClock) -> Non
     assert len(queue.lease("q", 10)) == 1
     clock.advance(1)
     assert len(queue.lease("q", 10)) == 1
+
+
+def test_overload_answers_slow_the_queue_and_successes_restore_it(
+    make_queue: MakeQueue, clock: FakeClock
+) -> None:
+    queue = make_queue(_config(rate=10, burst=10))
+    _fill(queue, 100)
+    [first] = queue.lease("q", 1)  # 9 tokens left
+    queue.complete(first, 429)
+    # Halved: rate 5/s and a bucket of 5, so 5 of the 9 tokens remain usable.
+    assert len(queue.lease("q", 100)) == 5
+    clock.advance(1)
+    assert len(queue.lease("q", 100)) == 5  # 10 at full rate
+    clock.advance(1)
+    leases = queue.lease("q", 100)
+    assert len(leases) == 5
+    for lease in leases[:3]:  # 0.5 * 1.25^3 = 0.977: rate 9.77/s, bucket 9
+        queue.complete(lease, 200)
+    clock.advance(1)
+    assert len(queue.lease("q", 100)) == 9
+    queue.complete(leases[3], 204)  # back to full speed, capped at 1
+    clock.advance(1)
+    assert len(queue.lease("q", 100)) == 10
+
+
+def test_each_overload_answer_halves_the_rate_down_to_a_floor(
+    make_queue: MakeQueue, clock: FakeClock
+) -> None:
+    queue = make_queue(_config(rate=128, burst=128))
+    _fill(queue, 400)
+    leases = queue.lease("q", 100)
+    for lease in leases[:10]:  # 1/1024 of the rate, held at 1/128: 1/s, a bucket of 1
+        queue.complete(lease, 503)
+    clock.advance(10)
+    assert len(queue.lease("q", 100)) == 1
+    clock.advance(1)
+    assert len(queue.lease("q", 100)) == 1
+    due = queue.next_due("q")
+    assert due is not None and due.dispatch_at == pytest.approx(T0 + 12, abs=2e-3)
+
+
+def test_retry_after_holds_the_task_and_the_queue_but_not_forced_runs(
+    make_queue: MakeQueue, clock: FakeClock
+) -> None:
+    queue = make_queue()
+    queue.create(_task("busy"))
+    [lease] = queue.lease("q", 1)
+    outcome = queue.complete(lease, 503, "overloaded", retry_after=120)
+    # The backoff alone would be 10 s; Retry-After wins.
+    assert isinstance(outcome, Rescheduled) and outcome.next_attempt_at == T0 + 120
+    queue.create(_task("other"))
+    queue.create(_task("urgent"))
+    assert queue.lease("q", 10) == []
+    due = queue.next_due("q")
+    assert due is not None and due.task_at == due.dispatch_at == T0 + 120
+    assert queue.run_task("q", "urgent") is True
+    assert [x.name for x in queue.lease("q", 10)] == ["urgent"]
+    info = queue.get_queue("q")
+    assert (info.slowdown, info.held_until) == (0.5, T0 + 120)
+    clock.advance(119)
+    assert queue.lease("q", 10) == []
+    clock.advance(1)
+    assert sorted(x.name for x in queue.lease("q", 10)) == ["busy", "other"]
+    assert queue.get_queue("q").held_until is None
+
+
+def test_retry_after_counts_only_with_429_or_503_and_at_most_an_hour(
+    make_queue: MakeQueue, clock: FakeClock
+) -> None:
+    queue = make_queue()
+    queue.create(_task("a"))
+    queue.create(_task("b"))
+    [a, b] = queue.lease("q", 2)
+    first = queue.complete(a, 500, "oops", retry_after=600)
+    assert isinstance(first, Rescheduled) and first.next_attempt_at == T0 + 10
+    second = queue.complete(b, 429, "slow down", retry_after=10 * 86400)
+    assert isinstance(second, Rescheduled) and second.next_attempt_at == T0 + 3600
+
+
+def test_a_retry_carries_the_previous_response_and_why_it_failed(
+    make_queue: MakeQueue, clock: FakeClock
+) -> None:
+    queue = make_queue()
+    queue.create(_task("a"))
+    queue.create(_task("b"))
+    [a, b] = sorted(queue.lease("q", 2), key=lambda x: x.name)
+    assert (a.previous_response, a.retry_reason) == (None, None)
+    queue.complete(a, 500, "boom")
+    queue.complete(b, None, "ConnectionRefusedError: [Errno 111]")
+    clock.advance(10)
+    again = {x.name: x for x in queue.lease("q", 2)}
+    assert (again["a"].previous_response, again["a"].retry_reason) == (500, "HTTP 500")
+    assert again["b"].previous_response is None
+    assert again["b"].retry_reason == "ConnectionRefusedError: [Errno 111]"
 
 
 def test_concurrency_cap_counts_leases_in_flight(make_queue: MakeQueue) -> None:
@@ -464,6 +559,25 @@ def test_everything_survives_reopening_the_database(
 def test_schema_is_versioned(tmp_path: Path, make_queue: MakeQueue) -> None:
     make_queue().close()
     with sqlite3.connect(tmp_path / "queue.sqlite") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     make_queue().close()  # migrating again is a no-op
+
+
+def test_a_version_1_database_gains_the_overload_columns(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(taskqueue._MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+        conn.execute(
+            "INSERT INTO queues (name, config, tokens, tokens_at) VALUES ('q', ?, 100, ?)",
+            (taskqueue._dump_config(_config()), T0),
+        )
+    queue = SqliteTaskQueue(path, clock, [_config()])
+    queue.create(_task("t"))
+    [lease] = queue.lease("q", 1)
+    assert isinstance(queue.complete(lease, 503, retry_after=30), Rescheduled)
+    queue.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        row = conn.execute("SELECT slowdown, throttled_until FROM queues").fetchone()
+        assert row == (0.5, T0 + 30)

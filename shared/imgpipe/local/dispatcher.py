@@ -8,8 +8,10 @@ process leaves leases behind, which expire and are retried by whoever dispatches
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import logging
+import math
 import threading
 import time
 import urllib.parse
@@ -23,7 +25,9 @@ from imgpipe.ports import Clock
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, str], bytes], int]
-_Transport = Callable[[dict[str, str], bytes, float], tuple[int, str]]
+# (status, error detail, Retry-After seconds)
+_Answer = tuple[int, str, float | None]
+_Transport = Callable[[dict[str, str], bytes, float], _Answer]
 MAX_WORKERS = 512  # beyond this, threads cost more than they overlap
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -42,7 +46,7 @@ class HttpTarget:
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._local = threading.local()
 
-    def __call__(self, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int, str]:
+    def __call__(self, headers: dict[str, str], body: bytes, timeout: float) -> _Answer:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is not None:
             try:
@@ -67,7 +71,7 @@ class HttpTarget:
 
     def _post(
         self, conn: http.client.HTTPConnection, headers: dict[str, str], body: bytes, timeout: float
-    ) -> tuple[int, str]:
+    ) -> _Answer:
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
@@ -81,19 +85,35 @@ class HttpTarget:
         if response.will_close:
             self._drop()
         detail = "" if 200 <= response.status < 300 else text[:200].decode("utf-8", "replace")
-        return response.status, detail
+        return response.status, detail, retry_after(response.getheader("Retry-After"))
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110);
+    None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _in_process(handler: Handler) -> _Transport:
-    def call(headers: dict[str, str], body: bytes, timeout: float) -> tuple[int, str]:
+    def call(headers: dict[str, str], body: bytes, timeout: float) -> _Answer:
         # No timeout can be imposed on a thread; past the deadline the lease expires and the
         # late answer is ignored by the queue.
         try:
-            return handler(headers, body), ""
+            return handler(headers, body), "", None
         except Exception as exc:
             # What a web framework answers when the handler raises.
             log.warning("handler for %s raised", headers["X-CloudTasks-TaskName"], exc_info=True)
-            return 500, f"{type(exc).__name__}: {exc}"
+            return 500, f"{type(exc).__name__}: {exc}", None
 
     return call
 
@@ -108,9 +128,19 @@ def task_headers(lease: Lease, secret: str | None = None) -> dict[str, str]:
         "X-CloudTasks-TaskExecutionCount": str(lease.execution_count),
         "X-CloudTasks-TaskETA": f"{lease.eta:.6f}",
     }
+    if lease.previous_response is not None:
+        headers["X-CloudTasks-TaskPreviousResponse"] = str(lease.previous_response)
+    if lease.retry_reason:
+        headers["X-CloudTasks-TaskRetryReason"] = _header_text(lease.retry_reason)
     if secret:
         headers["X-Imgpipe-Task-Secret"] = secret
     return headers
+
+
+def _header_text(text: str, limit: int = 200) -> str:
+    """One line of printable ASCII, as a header value must be."""
+    flat = " ".join(text.split())
+    return flat.encode("ascii", "replace").decode("ascii")[:limit]
 
 
 class Dispatcher:
@@ -257,17 +287,18 @@ class Dispatcher:
         """Runs on a pool thread: only the network/handler call. Results are recorded by the
         loop thread in batches, so worker threads never contend for the database."""
         status: int | None
+        wait: float | None = None
         try:
             transport = self._targets.get(lease.target)
             if transport is None:
                 status, error = None, f"no handler for target {lease.target!r}"
             else:
                 headers = task_headers(lease, self._secret)
-                status, error = transport(headers, lease.body, lease.dispatch_deadline)
+                status, error, wait = transport(headers, lease.body, lease.dispatch_deadline)
         except Exception as exc:  # connection refused, timeout, protocol error: no response
             status, error = None, f"{type(exc).__name__}: {exc}"
         with self._lock:
-            self._answers.append(Outcome(lease, status, error))
+            self._answers.append(Outcome(lease, status, error, wait))
         self._wake.set()
 
     def _record(self) -> None:

@@ -1,6 +1,7 @@
 """A durable task queue in SQLite that behaves like Cloud Tasks (see cloud-tasks.md): named tasks
 with deduplication, schedule times, a token bucket per queue, a concurrency cap, retries with
-backoff, and leases so that a crashed dispatcher loses nothing.
+backoff, and leases so that a crashed dispatcher loses nothing. A 429 or 503 answer slows the
+whole queue, and its Retry-After holds the queue and the task, as the real service does.
 
 A dispatch is a *lease*: `lease()` marks tasks in flight until `now + dispatch_deadline`;
 `complete()` reports the response. A lease that expires counts as a failed attempt (like a
@@ -27,7 +28,13 @@ from typing import Any, NamedTuple
 
 from imgpipe.local.sqlite import Database
 from imgpipe.ports import Clock, QueueStats, TaskRequest
-from imgpipe.queueconfig import QueueConfig, backoff_delay, should_retry, with_changes
+from imgpipe.queueconfig import (
+    MAX_DISPATCHES_PER_SECOND,
+    QueueConfig,
+    backoff_delay,
+    should_retry,
+    with_changes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,12 @@ _HOUSEKEEPING_EVERY = 512  # write operations between sweeps of expired tombston
 # Epoch seconds carry ~2e-7 s of float noise, times up to 500/s: a refill that should give a
 # whole token may come out a little short of it.
 _EPSILON = 1e-3
+# A 429 or 503 halves the queue's dispatch rate (down to 1/128 of it) and every success
+# raises it by a quarter again: the target gets room to recover, as Cloud Tasks gives it.
+OVERLOAD_STATUSES = frozenset({429, 503})
+_MIN_SLOWDOWN = 1 / 128
+_RECOVERY = 1.25
+MAX_RETRY_AFTER = 3600.0  # a Retry-After beyond an hour is read as an hour
 
 _MIGRATIONS = (
     """
@@ -80,11 +93,17 @@ _MIGRATIONS = (
     );
     CREATE INDEX tombstones_expires ON tombstones (expires)
     """,
+    # 429/503 answers: the queue's rate factor and the time a Retry-After holds it until.
+    """
+    ALTER TABLE queues ADD COLUMN slowdown REAL NOT NULL DEFAULT 1.0;
+    ALTER TABLE queues ADD COLUMN throttled_until REAL NOT NULL DEFAULT 0
+    """,
 )
 
+_INFO_COLUMNS = "config, state, slowdown, throttled_until"
 _LEASE_COLUMNS = (
     "name, target, body, attempts, response_count, schedule_time, first_attempt_time, "
-    "last_attempt_time, lease_id, lease_expires"
+    "last_attempt_time, lease_id, lease_expires, last_status, last_error"
 )
 
 
@@ -107,14 +126,18 @@ class Lease:
     lease_id: int
     lease_expires: float
     dispatch_deadline: float
+    previous_response: int | None = None  # status of the previous attempt, if it got one
+    retry_reason: str | None = None  # why the previous attempt failed
 
 
 class Outcome(NamedTuple):
-    """The answer to one dispatch: `status_code` None = no response at all."""
+    """The answer to one dispatch: `status_code` None = no response at all; `retry_after`
+    (seconds) from the target's Retry-After header, which counts with a 429 or 503."""
 
     lease: Lease
     status_code: int | None
     error: str = ""
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +168,8 @@ class Rescheduled:
 class QueueInfo:
     config: QueueConfig
     state: str
+    slowdown: float = 1.0  # fraction of the configured rate left after 429/503 answers
+    held_until: float | None = None  # a Retry-After stops dispatching until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +200,23 @@ class Due:
 
 
 @lru_cache(maxsize=64)
+def _retry_reason(row: sqlite3.Row) -> str:
+    """Why the previous attempt failed, for the X-CloudTasks-TaskRetryReason header."""
+    if row["last_status"] is not None:
+        return f"HTTP {row['last_status']}"
+    return str(row["last_error"] or "no response")
+
+
+def _effective_rate(cfg: QueueConfig, slowdown: float) -> tuple[float, float]:
+    """Dispatch rate and burst after 429/503 answers slowed the queue by `slowdown` (<= 1).
+    An unlimited local queue slows down from the Cloud Tasks maximum."""
+    rate = cfg.rate.max_dispatches_per_second
+    burst = float(cfg.rate.max_burst_size)
+    if slowdown >= 1.0:
+        return rate, burst
+    return min(rate, MAX_DISPATCHES_PER_SECOND) * slowdown, max(1.0, math.floor(burst * slowdown))
+
+
 def _parse_config(text: str) -> QueueConfig:
     return QueueConfig.from_dict(json.loads(text))
 
@@ -267,16 +309,28 @@ class SqliteTaskQueue:
     # -- queues ------------------------------------------------------------------------------
 
     def list_queues(self) -> list[QueueInfo]:
-        rows = self._db.conn.execute("SELECT config, state FROM queues ORDER BY name").fetchall()
-        return [QueueInfo(_parse_config(r[0]), r[1]) for r in rows]
+        rows = self._db.conn.execute(
+            f"SELECT {_INFO_COLUMNS} FROM queues ORDER BY name"  # noqa: S608
+        ).fetchall()
+        return [self._info(r) for r in rows]
 
     def get_queue(self, name: str) -> QueueInfo:
         row = self._db.conn.execute(
-            "SELECT config, state FROM queues WHERE name = ?", (name,)
+            f"SELECT {_INFO_COLUMNS} FROM queues WHERE name = ?",  # noqa: S608
+            (name,),
         ).fetchone()
         if row is None:
             raise UnknownQueue(name)
-        return QueueInfo(_parse_config(row[0]), row[1])
+        return self._info(row)
+
+    def _info(self, row: sqlite3.Row) -> QueueInfo:
+        held = row["throttled_until"]
+        return QueueInfo(
+            _parse_config(row["config"]),
+            row["state"],
+            row["slowdown"],
+            held if held > self._clock.now() else None,
+        )
 
     def update_queue(self, name: str, **changes: Any) -> QueueConfig:
         """Flat settings as in `QueueConfig.to_dict`, e.g. `max_attempts=3`."""
@@ -361,14 +415,14 @@ class SqliteTaskQueue:
             self._reap(conn, cfg, now)
             leased = self._take(conn, cfg, now, max_n, forced=True)
             free = max_n - len(leased)
-            if row["state"] != RUNNING or free <= 0:
+            if row["state"] != RUNNING or free <= 0 or now < row["throttled_until"]:
                 return leased
             in_flight = conn.execute(
                 "SELECT count(*) FROM tasks WHERE queue = ? AND lease_expires > ?", (queue, now)
             ).fetchone()[0]
             free = min(free, cfg.rate.max_concurrent_dispatches - in_flight)
-            rate = cfg.rate.max_dispatches_per_second
-            tokens = float(cfg.rate.max_burst_size)
+            rate, burst = _effective_rate(cfg, row["slowdown"])
+            tokens = burst
             if math.isfinite(rate):
                 elapsed = max(0.0, now - row["tokens_at"])
                 tokens = min(tokens, row["tokens"] + elapsed * rate)
@@ -383,12 +437,17 @@ class SqliteTaskQueue:
             return leased
 
     def complete(
-        self, lease: Lease, status_code: int | None, error: str = ""
+        self,
+        lease: Lease,
+        status_code: int | None,
+        error: str = "",
+        retry_after: float | None = None,
     ) -> Finished | Rescheduled | None:
         """Record the outcome of a dispatch: `status_code` None = no response (connection
-        error, timeout). Returns None when the lease is no longer current (it expired and was
-        retried, or the task was deleted or purged): that answer is ignored."""
-        return self.complete_many([Outcome(lease, status_code, error)])[0]
+        error, timeout); `retry_after` the seconds a 429/503 asked for. Returns None when the
+        lease is no longer current (it expired and was retried, or the task was deleted or
+        purged): that answer is ignored."""
+        return self.complete_many([Outcome(lease, status_code, error, retry_after)])[0]
 
     def complete_many(self, outcomes: Sequence[Outcome]) -> list[Finished | Rescheduled | None]:
         """`complete` for a batch, in one transaction (one commit instead of one per task)."""
@@ -398,7 +457,7 @@ class SqliteTaskQueue:
         results: list[Finished | Rescheduled | None] = []
         with self._tx() as conn:
             configs: dict[str, QueueConfig] = {}
-            for lease, status_code, error in outcomes:
+            for lease, status_code, error, retry_after in outcomes:
                 row = conn.execute(
                     f"SELECT {_LEASE_COLUMNS} FROM tasks "  # noqa: S608
                     "WHERE queue = ? AND name = ? AND lease_id = ? AND lease_expires IS NOT NULL",
@@ -414,11 +473,32 @@ class SqliteTaskQueue:
                 if status_code is not None and 200 <= status_code < 300:
                     self._delete(conn, cfg, lease.name, now)
                     results.append(self._finished(cfg, row, status_code, "", False))
+                    conn.execute(
+                        "UPDATE queues SET slowdown = min(1.0, slowdown * ?) "
+                        "WHERE name = ? AND slowdown < 1.0",
+                        (_RECOVERY, cfg.name),
+                    )
                     continue
+                hold = None
+                if status_code in OVERLOAD_STATUSES:
+                    if retry_after is not None:
+                        hold = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+                    conn.execute(
+                        "UPDATE queues SET slowdown = max(?, slowdown / 2), "
+                        "throttled_until = max(throttled_until, ?) WHERE name = ?",
+                        (_MIN_SLOWDOWN, now + (hold or 0.0), cfg.name),
+                    )
                 responses = row["response_count"] + (status_code is not None)
                 results.append(
                     self._fail(
-                        conn, cfg, row, at=now, status=status_code, error=error, responses=responses
+                        conn,
+                        cfg,
+                        row,
+                        at=now,
+                        status=status_code,
+                        error=error,
+                        responses=responses,
+                        not_before=None if hold is None else now + hold,
                     )
                 )
         self._notify()
@@ -430,7 +510,9 @@ class SqliteTaskQueue:
         now = self._clock.now()
         conn = self._db.conn
         row = conn.execute(
-            "SELECT config, state, tokens, tokens_at FROM queues WHERE name = ?", (queue,)
+            "SELECT config, state, tokens, tokens_at, slowdown, throttled_until FROM queues "
+            "WHERE name = ?",
+            (queue,),
         ).fetchone()
         if row is None:
             raise UnknownQueue(queue)
@@ -445,13 +527,15 @@ class SqliteTaskQueue:
         ).fetchone()
         if row["state"] != RUNNING:
             waiting = forced
+        elif waiting is not None and waiting < row["throttled_until"]:
+            waiting = row["throttled_until"]  # held by a Retry-After; forced tasks are not
         candidates = [t for t in (forced, waiting, expiry) if t is not None]
         if not candidates:
             return None
         dispatchable = [t for t in (forced, expiry) if t is not None]
         if waiting is not None and waiting != forced:
             cfg = _parse_config(row["config"])
-            rate = cfg.rate.max_dispatches_per_second
+            rate, _ = _effective_rate(cfg, row["slowdown"])
             ready_at = waiting
             if math.isfinite(rate) and row["tokens"] + _EPSILON < 1:
                 ready_at = max(ready_at, row["tokens_at"] + (1 - _EPSILON - row["tokens"]) / rate)
@@ -476,7 +560,9 @@ class SqliteTaskQueue:
 
     def _queue_row(self, conn: sqlite3.Connection, name: str) -> sqlite3.Row:
         row: sqlite3.Row | None = conn.execute(
-            "SELECT config, state, tokens, tokens_at FROM queues WHERE name = ?", (name,)
+            "SELECT config, state, tokens, tokens_at, slowdown, throttled_until FROM queues "
+            "WHERE name = ?",
+            (name,),
         ).fetchone()
         if row is None:
             raise UnknownQueue(name)
@@ -516,6 +602,8 @@ class SqliteTaskQueue:
                 lease_id=r["lease_id"],
                 lease_expires=float(r["lease_expires"]),
                 dispatch_deadline=cfg.dispatch_deadline,
+                previous_response=r["last_status"] if r["attempts"] > 1 else None,
+                retry_reason=_retry_reason(r) if r["attempts"] > 1 else None,
             )
             for r in sorted(rows, key=lambda r: float(r["schedule_time"]))
         ]
@@ -552,11 +640,12 @@ class SqliteTaskQueue:
         status: int | None,
         error: str,
         responses: int,
+        not_before: float | None = None,
     ) -> Finished | Rescheduled:
         attempts = row["attempts"]
         error = error or f"HTTP {status}"
         if should_retry(attempts, row["first_attempt_time"], at, cfg.retry):
-            next_at = at + backoff_delay(attempts - 1, cfg.retry)
+            next_at = max(at + backoff_delay(attempts - 1, cfg.retry), not_before or 0.0)
             conn.execute(
                 "UPDATE tasks SET lease_expires = NULL, schedule_time = ?, response_count = ?, "
                 "last_status = ?, last_error = ? WHERE queue = ? AND name = ?",
