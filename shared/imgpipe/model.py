@@ -106,6 +106,9 @@ class DeadLetter:
     attempts: int
     first_attempt_at: float | None
     last_attempt_at: float
+    # The uploads-store object of an object task that never became an image (unreadable, or
+    # refused at the door): what `failed retry` enqueues again.
+    source_object: str | None = None
 
     def to_json(self) -> JsonDict:
         return {
@@ -115,4 +118,5 @@ class DeadLetter:
             "attempts": self.attempts,
             "first_attempt_at": self.first_attempt_at,
             "last_attempt_at": self.last_attempt_at,
+            "source_object": self.source_object,
         }

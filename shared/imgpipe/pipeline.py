@@ -274,14 +274,18 @@ def enqueue_prefix(
     objects = [blob for blob in svc.uploads.list(prefix) if blob.size > 0]
     job_id = new_job(svc, job_name)
     for blob in objects:
-        svc.state.add_job_task(job_id, blob.path, None)
-        body = {"object": blob.path, "job_id": job_id}
-        # The job id is part of the name: the same object in a later job is new work to check.
-        name = task_name("obj", f"{job_id}:{blob.path}", svc.settings.fingerprint, 0)
-        svc.queue.create(
-            TaskRequest(queue, name, "worker", json.dumps(body).encode(), schedule_time)
-        )
+        _enqueue_object(svc, blob.path, queue, job_id, schedule_time)
     return job_id, len(objects)
+
+
+def _enqueue_object(
+    svc: Services, path: str, queue: str, job_id: str, schedule_time: float | None = None
+) -> None:
+    svc.state.add_job_task(job_id, path, None)
+    body = {"object": path, "job_id": job_id}
+    # The job id is part of the name: the same object in a later job is new work to check.
+    name = task_name("obj", f"{job_id}:{path}", svc.settings.fingerprint, 0)
+    svc.queue.create(TaskRequest(queue, name, "worker", json.dumps(body).encode(), schedule_time))
 
 
 # ---------------------------------------------------------------- the worker
@@ -346,7 +350,7 @@ def _register_object(svc: Services, path: str, ctx: TaskContext) -> ImageRecord:
     except PermanentError as exc:
         # No image record exists for bytes refused at the door; the dead letter keeps the
         # failure visible, named by the content's id and the object's path.
-        _fail_now(svc, image_id_for(data), ctx, type(exc)(f"{path}: {exc.message}"))
+        _fail_now(svc, image_id_for(data), ctx, type(exc)(f"{path}: {exc.message}"), path)
         raise
     if not created and record.state is State.DONE and not is_current(svc, record):
         record = requeue(svc, record) or record
@@ -486,7 +490,13 @@ def _finish(
     return Outcome(status, image_id, error)
 
 
-def _fail_now(svc: Services, image_id: str, ctx: TaskContext, exc: PipelineError) -> None:
+def _fail_now(
+    svc: Services,
+    image_id: str,
+    ctx: TaskContext,
+    exc: PipelineError,
+    source_object: str | None = None,
+) -> None:
     """Permanent errors: failed at once with attempts = 1, visible among the dead letters."""
     now = svc.clock.now()
     svc.state.record_dead_letter(
@@ -498,6 +508,7 @@ def _fail_now(svc: Services, image_id: str, ctx: TaskContext, exc: PipelineError
             attempts=1,
             first_attempt_at=ctx.first_attempt_at or now,
             last_attempt_at=now,
+            source_object=source_object,
         )
     )
 
@@ -563,9 +574,10 @@ def record_failure(svc: Services, body: bytes) -> bool:
     key = image_id or payload.get("object")
     if job_id and key:
         svc.state.finish_job_task(str(job_id), str(key), TaskStatus.FAILED)
+    obj = payload.get("object")
     if not image_id:
         # The object could not even be read: there is no image to mark, but keep the letter.
-        image_id = "object:" + str(payload.get("object"))
+        image_id = f"object:{obj}"
     first = payload.get("first_attempt_at")
     return svc.state.record_dead_letter(
         DeadLetter(
@@ -576,6 +588,7 @@ def record_failure(svc: Services, body: bytes) -> bool:
             attempts=attempts,
             first_attempt_at=float(first) if first is not None else None,
             last_attempt_at=svc.clock.now(),
+            source_object=None if obj is None else str(obj),
         )
     )
 
@@ -618,23 +631,37 @@ def sweep(svc: Services) -> dict[str, int]:
 
 
 def retry_failed(svc: Services, image_ids: Iterable[str] | None = None) -> tuple[str, int]:
-    """Re-enqueue dead-lettered images under a fresh generation (a fresh task name)."""
+    """Re-enqueue dead-lettered images under a fresh generation (a fresh task name). A letter
+    with no image behind it (an object task that never got that far) enqueues its object
+    again; one with neither is kept, as there is nothing to retry."""
     letters = svc.state.list_dead_letters(limit=100_000)
     wanted = None if image_ids is None else set(image_ids)
     targets = sorted({d.image_id for d in letters if wanted is None or d.image_id in wanted})
     if wanted is not None and (unknown := wanted - set(targets)):
         raise NotFound(f"no dead letter for {', '.join(sorted(unknown))}")
+    objects: dict[str, set[str]] = {}
+    for d in letters:
+        if d.source_object is not None:
+            objects.setdefault(d.image_id, set()).add(d.source_object)
     job_id = new_job(svc, "retry")
     count = 0
+    retried: list[str] = []
     for image_id in targets:
         record = svc.state.get_image(image_id)
         if record is None:
+            if svc.uploads is None or image_id not in objects:
+                continue
+            for path in sorted(objects[image_id]):
+                _enqueue_object(svc, path, svc.settings.queue, job_id)
+                count += 1
+            retried.append(image_id)
             continue
         moved = requeue(svc, record) if record.state is State.FAILED else record
         if moved is not None:
             enqueue_image(svc, moved, queue=svc.settings.queue, job_id=job_id)
             count += 1
-    svc.state.remove_dead_letters(targets)
+        retried.append(image_id)
+    svc.state.remove_dead_letters(retried)
     return job_id, count
 
 

@@ -142,7 +142,7 @@ def test_dead_letters(store: FirestoreStateStore) -> None:
     image = store.get_image("a" * 32)
     assert image is not None
     assert (image.state, image.attempts, image.error_code) == (State.FAILED, 3, "unavailable")
-    other = DeadLetter("b" * 32, "task-2", "corrupt_image", "bad", 1, None, 30.0)
+    other = DeadLetter("b" * 32, "task-2", "corrupt_image", "bad", 1, None, 30.0, "in/b.jpg")
     assert store.record_dead_letter(other)  # no image record: the letter alone
     assert [d.task_name for d in store.list_dead_letters()] == ["task-2", "task-1"]
     assert store.list_dead_letters(limit=1) == [other]

@@ -18,7 +18,7 @@ from imgpipe.clock import FakeClock
 from imgpipe.errors import TransientError
 from imgpipe.local.blobs import FileBlobStore
 from imgpipe.local.dispatcher import Dispatcher, Handler
-from imgpipe.model import State
+from imgpipe.model import DeadLetter, State
 from imgpipe.settings import Settings
 from imgpipe.wiring import local_runtime
 
@@ -152,6 +152,39 @@ def test_last_attempt_dead_letters_exactly_once(tmp_path: Path) -> None:
     record = harness.svc.state.get_image(image_id)
     assert record is not None and record.state is State.DONE
     assert harness.svc.state.list_dead_letters() == []
+
+
+def test_an_object_refused_at_the_door_is_retried_from_its_dead_letter(
+    harness: Harness,
+) -> None:
+    svc = harness.svc
+    assert isinstance(svc.uploads, FileBlobStore)
+    assert svc.uploads.put("drop/photo.jpg", b"not an image at all", content_type="image/jpeg")
+    _, queued = pipeline.enqueue_prefix(svc, "drop/")
+    assert queued == 1
+    harness.drain()
+    [letter] = svc.state.list_dead_letters()
+    assert letter.error_code == "unsupported_format"
+    assert letter.source_object == "drop/photo.jpg"
+    assert svc.state.get_image(letter.image_id) is None
+    # The user replaces the file, then retries the failure: the object is read again.
+    photo = (corpus_dir() / PHOTO).read_bytes()
+    (svc.uploads.root / "drop" / "photo.jpg").write_bytes(photo)
+    _, count = pipeline.retry_failed(svc, [letter.image_id])
+    assert count == 1
+    harness.drain()
+    assert svc.state.list_dead_letters() == []
+    [record] = svc.state.list_images(state=State.DONE)
+    assert record.source["object"] == "drop/photo.jpg"
+    assert "metadata.json" in harness.outputs(record.image_id)
+
+
+def test_a_letter_with_nothing_to_retry_is_kept(harness: Harness) -> None:
+    letter = DeadLetter("f" * 32, "legacy-task", "unavailable", "gone", 5, None, 1.0)
+    assert harness.svc.state.record_dead_letter(letter)
+    _, count = pipeline.retry_failed(harness.svc)
+    assert count == 0
+    assert harness.svc.state.list_dead_letters() == [letter]
 
 
 def test_corrupt_image_fails_at_once_without_retry(harness: Harness) -> None:

@@ -1,6 +1,8 @@
+import sqlite3
 import threading
 from pathlib import Path
 
+from imgpipe.local import state as state_module
 from imgpipe.local.blobs import FileBlobStore
 from imgpipe.local.state import SqliteStateStore
 from imgpipe.model import DeadLetter, ImageRecord, State, TaskStatus
@@ -77,6 +79,16 @@ def test_dead_letter_marks_image_failed_once(tmp_path: Path) -> None:
     assert image is not None and image.state is State.FAILED
     assert [d.task_name for d in store.list_dead_letters()] == ["task-1"]
     assert store.remove_dead_letters(["a" * 32]) == 1
+
+
+def test_dead_letter_keeps_its_source_object_across_a_schema_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # a store written before letters kept their object
+        conn.executescript(state_module._MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    store = SqliteStateStore(path)
+    letter = DeadLetter("b" * 32, "ingest-1", "unsupported_format", "x", 1, 2.0, 2.0, "in/x.jpg")
+    assert store.record_dead_letter(letter)
+    assert SqliteStateStore(path).list_dead_letters() == [letter]
 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def handle_finalized(
                 attempts=1,
                 first_attempt_at=now,
                 last_attempt_at=now,
+                source_object=name,
             )
         )
         return {"status": "failed", "image_id": image_id, "code": exc.code}

@@ -61,6 +61,7 @@ _MIGRATIONS = (
     );
     CREATE INDEX failed_by_image ON failed_tasks (image_id)
     """,
+    "ALTER TABLE failed_tasks ADD COLUMN source_object TEXT",
 )
 
 _JSON_FIELDS = {"source", "result"}
@@ -230,8 +231,8 @@ class SqliteStateStore:
         with self._db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO failed_tasks (task_name, image_id, error_code,"
-                " error_message, attempts, first_attempt_at, last_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " error_message, attempts, first_attempt_at, last_attempt_at, source_object)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     letter.task_name,
                     letter.image_id,
@@ -240,6 +241,7 @@ class SqliteStateStore:
                     letter.attempts,
                     letter.first_attempt_at,
                     letter.last_attempt_at,
+                    letter.source_object,
                 ),
             )
             conn.execute(
@@ -272,6 +274,7 @@ class SqliteStateStore:
                 attempts=row["attempts"],
                 first_attempt_at=row["first_attempt_at"],
                 last_attempt_at=row["last_attempt_at"],
+                source_object=row["source_object"],
             )
             for row in rows
         ]
