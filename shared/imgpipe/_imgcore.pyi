@@ -78,10 +78,12 @@ class RawRendition:
 
 @final
 class Palette:
+    # ("#rrggbb", share), share desc; shares of the visible pixels, each weighted by its alpha
     @property
-    def colors(self) -> list[tuple[str, float]]: ...  # ("#rrggbb", share), share desc
+    def colors(self) -> list[tuple[str, float]]: ...
+    # "#rrggbb": material-color-utilities' seed, from the fully opaque pixels as upstream
     @property
-    def seed(self) -> str: ...  # "#rrggbb"
+    def seed(self) -> str: ...
     @property
     def thumbhash(self) -> str: ...  # standard base64
 

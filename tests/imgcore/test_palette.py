@@ -9,7 +9,7 @@ import re
 import material_color_utilities as mcu
 import numpy as np
 import pytest
-from _reference import delta_e76, entries, entry, open_reference
+from _reference import delta_e76, entries, entry, hex_to_lab, open_reference
 from PIL import Image
 
 from imgpipe import _imgcore
@@ -42,8 +42,8 @@ def thumbnail(name: str) -> Image.Image:
     return im
 
 
-def any_opaque(im: Image.Image) -> bool:
-    return im.mode != "RGBA" or bool((np.asarray(im)[..., 3] == 255).any())
+def any_visible(im: Image.Image) -> bool:
+    return im.mode != "RGBA" or bool((np.asarray(im)[..., 3] > 0).any())
 
 
 def mcu_seed(im: Image.Image) -> str:
@@ -57,10 +57,10 @@ def ours(im: Image.Image) -> _imgcore.Palette:
     return _imgcore.palette_from_pixels(im.tobytes(), im.width, im.height, len(im.getbands()))
 
 
-def check_palette(pal: _imgcore.Palette, has_alpha: bool, any_opaque: bool = True) -> None:
-    """`any_opaque=False`: the image has no fully opaque pixel, which upstream's Celebi filter
-    drops entirely; an empty colour list is then allowed."""
-    assert (1 if any_opaque else 0) <= len(pal.colors) <= 8
+def check_palette(pal: _imgcore.Palette, has_alpha: bool, any_visible: bool = True) -> None:
+    """`any_visible=False`: every pixel is fully transparent; an empty colour list is then
+    the right answer."""
+    assert (1 if any_visible else 0) <= len(pal.colors) <= 8
     shares = [s for _, s in pal.colors]
     assert all(0.0 <= s <= 1.0 for s in shares)
     if pal.colors:
@@ -94,7 +94,7 @@ def test_seed_matches_material_color_utilities(name: str) -> None:
     im = thumbnail(name)
     pal = ours(im)
     want = mcu_seed(im)
-    check_palette(pal, im.mode == "RGBA", any_opaque(im))
+    check_palette(pal, im.mode == "RGBA", any_visible(im))
     de = delta_e76(pal.seed.lower(), want)
     assert de <= SEED_MAX_DELTA_E, f"seed {pal.seed} vs MCU {want}: ΔE76 {de:.2f}"
 
@@ -158,13 +158,44 @@ def test_transparent_pixels_are_ignored() -> None:
     assert delta_e76(pal.colors[0][0], "#0ac80a") < 2.0
 
 
+def test_translucent_pixels_count_by_their_alpha() -> None:
+    """Colours are what is seen: a pixel at a third of full opacity weighs a third. The seed
+    stays upstream's, from fully opaque pixels only."""
+    arr = np.zeros((50, 100, 4), dtype=np.uint8)
+    arr[:, :50] = (10, 200, 10, 255)  # opaque green: weight 50 * 50 * 255
+    arr[:, 50:] = (250, 0, 250, 85)  # magenta at 1/3: weight 50 * 50 * 85
+    pal = _imgcore.palette_from_pixels(arr.tobytes(), 100, 50, 4)
+    check_palette(pal, has_alpha=True)
+    assert [(h, round(s, 4)) for h, s in pal.colors] == [("#0ac80a", 0.75), ("#fa00fa", 0.25)]
+    assert pal.seed.lower() == mcu_seed(Image.fromarray(arr, "RGBA"))
+
+
+@pytest.mark.parametrize("name", ["png_rgba_blackbug.png", "webp_alpha.webp"])
+def test_images_without_opaque_pixels_at_thumbnail_size_have_colours(name: str) -> None:
+    """blackbug's small opaque bug blurs into translucent pixels at 128 px; webp_alpha never
+    reaches full opacity (alpha <= 174). Their colours come from the visible pixels."""
+    small = thumbnail(name)
+    arr = np.asarray(small.convert("RGBA"))
+    assert not (arr[..., 3] == 255).any()
+    pal = ours(small)
+    check_palette(pal, has_alpha=True)
+    # Each colour is the mean (in Lab) of its pixels, so the share-weighted mean of the colours
+    # is the alpha-weighted Lab mean of the visible pixels, up to the rounding of every mean to
+    # 8-bit sRGB on the way (a fraction of a ΔE each): 2 ΔE76 bounds it.
+    pixels = arr.reshape(-1, 4)
+    visible = pixels[pixels[:, 3] > 0]
+    labs = np.array([hex_to_lab("#{:02x}{:02x}{:02x}".format(*p[:3])) for p in visible])
+    alpha = visible[:, 3].astype(np.float64)
+    want = (labs * alpha[:, None]).sum(axis=0) / alpha.sum()
+    got = sum(share * hex_to_lab(h) for h, share in pal.colors)
+    assert float(np.linalg.norm(got - want)) < 2.0, (got, want)
+
+
 @pytest.mark.parametrize("e", entries("ok"), ids=lambda e: e.file)
 def test_process_palette_well_formed(e) -> None:  # type: ignore[no-untyped-def]
     res = _imgcore.process(e.data(), [(320, None, False)], formats=["webp"])
     assert res.palette is not None
     ref = open_reference(e.data())
-    # Upstream's quantizer only counts fully opaque pixels of a <= 128 px thumbnail; a mostly
-    # transparent image (blackbug) can have none at that size, and then no colours.
     small = ref.copy()
     small.thumbnail((128, 128), Image.Resampling.LANCZOS)
-    check_palette(res.palette, ref.mode == "RGBA", any_opaque(small))
+    check_palette(res.palette, ref.mode == "RGBA", any_visible(small))

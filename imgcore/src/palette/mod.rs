@@ -37,8 +37,9 @@ pub struct PaletteResult {
 /// `rgba` holds `width * height` straight-alpha RGBA8 pixels (at most 100x100 for the
 /// ThumbHash; callers pass a thumbnail).
 ///
-/// Never panics: a buffer shorter than `width * height * 4` is read as its complete rows,
-/// and an image without opaque pixels gets no colours and the fallback seed.
+/// Never panics: a buffer shorter than `width * height * 4` is read as its complete rows;
+/// an image without visible pixels gets no colours, and one without chromatic opaque pixels
+/// the fallback seed.
 pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     let width = width as usize;
     let rows = (rgba.len() / 4)
@@ -47,35 +48,28 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     let rgba = &rgba[..width * rows * 4];
 
     let distinct = distinct_opaque_colors(rgba);
-    let points: Vec<Lab> = distinct
-        .iter()
-        .map(|&(argb, _)| Lab::from_argb(argb))
-        .collect();
-    let counts: Vec<u32> = distinct.iter().map(|&(_, count)| count).collect();
     let histogram = wu::Histogram::new(&distinct);
-
     // QuantizerCelebi, then Score, as upstream's `SourceColorFromImage`.
-    let starting = histogram.quantize(SEED_MAX_COLORS);
-    let guesses: Vec<usize> = distinct
-        .iter()
-        .map(|&(argb, _)| starting.owner(argb))
-        .collect();
-    let mut clusters = wsmeans::quantize(
-        &points,
-        &counts,
-        &guesses,
-        &starting.colors,
-        SEED_MAX_COLORS,
-        wsmeans::Mode::Upstream,
-    );
-    clusters.sort_unstable_by_key(|&(argb, _)| argb);
+    let clusters = quantize_all(&distinct, &histogram, wsmeans::Mode::Upstream);
     let seed = score::ranked_suggestions(&clusters, 4)
         .first()
         .copied()
         .unwrap_or(score::FALLBACK);
 
+    // Upstream's seed reads only opaque pixels. The dominant colours describe what is seen:
+    // when some pixels are translucent (a logo's anti-aliased edge, a faded overlay, a
+    // thumbnail of a small opaque shape), every visible pixel counts, weighted by its alpha.
+    let colors = match visible_colors_if_translucent(rgba) {
+        None => dominant_colors(&histogram, &clusters),
+        Some(visible) => {
+            let histogram = wu::Histogram::new(&visible);
+            let clusters = quantize_all(&visible, &histogram, DOMINANT_MODE);
+            dominant_colors(&histogram, &clusters)
+        }
+    };
+
     PaletteResult {
-        colors: dominant_colors(&histogram, &clusters),
+        colors,
         seed: lab::rgb_from_argb(seed),
         thumbhash: thumb::thumbhash_base64(rgba, width, rows),
     }
@@ -120,6 +114,55 @@ fn dominant_colors(histogram: &wu::Histogram, clusters: &[(Argb, u32)]) -> Vec<(
             )
         })
         .collect()
+}
+
+/// Celebi's two steps (Wu boxes, then WSMeans) over weighted distinct colours.
+fn quantize_all(
+    distinct: &[(Argb, u32)],
+    histogram: &wu::Histogram,
+    mode: wsmeans::Mode,
+) -> Vec<(Argb, u32)> {
+    let points: Vec<Lab> = distinct
+        .iter()
+        .map(|&(argb, _)| Lab::from_argb(argb))
+        .collect();
+    let counts: Vec<u32> = distinct.iter().map(|&(_, count)| count).collect();
+    let starting = histogram.quantize(SEED_MAX_COLORS);
+    let guesses: Vec<usize> = distinct
+        .iter()
+        .map(|&(argb, _)| starting.owner(argb))
+        .collect();
+    let mut clusters = wsmeans::quantize(
+        &points,
+        &counts,
+        &guesses,
+        &starting.colors,
+        SEED_MAX_COLORS,
+        mode,
+    );
+    clusters.sort_unstable_by_key(|&(argb, _)| argb);
+    clusters
+}
+
+/// Distinct colours of every pixel that is not fully transparent, each weighted by the sum
+/// of its pixels' alpha; None when no pixel is translucent (then the opaque colours are the
+/// visible ones, with the same weights).
+fn visible_colors_if_translucent(rgba: &[u8]) -> Option<Vec<(Argb, u32)>> {
+    if !rgba.chunks_exact(4).any(|px| px[3] != 0 && px[3] != 255) {
+        return None;
+    }
+    let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> =
+        HashMap::with_capacity_and_hasher((rgba.len() / 4).min(1 << 16), Default::default());
+    let mut distinct: Vec<(Argb, u32)> = Vec::new();
+    for px in rgba.chunks_exact(4).filter(|px| px[3] != 0) {
+        let argb = lab::argb_from_rgb(px[0], px[1], px[2]);
+        let slot = *index.entry(argb).or_insert_with(|| {
+            distinct.push((argb, 0));
+            distinct.len() - 1
+        });
+        distinct[slot].1 = distinct[slot].1.saturating_add(u32::from(px[3]));
+    }
+    Some(distinct)
 }
 
 /// Distinct fully opaque colours (upstream ignores any pixel with alpha < 255) with their
@@ -187,12 +230,24 @@ mod tests {
     }
 
     #[test]
-    fn transparent_pixels_are_ignored() {
+    fn translucent_pixels_count_by_alpha_for_colours_but_not_for_the_seed() {
         let mut px = vec![[0, 200, 0, 255]; 30];
-        px.extend(vec![[255, 0, 0, 254]; 70]);
+        px.extend(vec![[255, 0, 0, 51]; 50]); // 50 pixels at alpha 0.2: the weight of 10
+        px.extend(vec![[0, 0, 255, 0]; 20]); // invisible
         let result = compute(&image(&px), 10, 10);
-        assert_eq!(result.colors, vec![([0, 200, 0], 1.0)]);
-        assert_eq!(result.seed, [0, 200, 0]);
+        assert_eq!(
+            result.colors,
+            vec![([0, 200, 0], 0.75), ([255, 0, 0], 0.25)]
+        );
+        assert_eq!(result.seed, [0, 200, 0]); // upstream reads opaque pixels only
+    }
+
+    #[test]
+    fn an_image_without_opaque_pixels_still_has_colours() {
+        let px = vec![[30, 60, 200, 174]; 100];
+        let result = compute(&image(&px), 10, 10);
+        assert_eq!(result.colors, vec![([30, 60, 200], 1.0)]);
+        assert_eq!(result.seed, [0x42, 0x85, 0xF4]);
     }
 
     #[test]
