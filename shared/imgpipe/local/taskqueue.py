@@ -199,7 +199,6 @@ class Due:
     dispatch_at: float
 
 
-@lru_cache(maxsize=64)
 def _retry_reason(row: sqlite3.Row) -> str:
     """Why the previous attempt failed, for the X-CloudTasks-TaskRetryReason header."""
     if row["last_status"] is not None:
@@ -217,6 +216,7 @@ def _effective_rate(cfg: QueueConfig, slowdown: float) -> tuple[float, float]:
     return min(rate, MAX_DISPATCHES_PER_SECOND) * slowdown, max(1.0, math.floor(burst * slowdown))
 
 
+@lru_cache(maxsize=64)
 def _parse_config(text: str) -> QueueConfig:
     return QueueConfig.from_dict(json.loads(text))
 
