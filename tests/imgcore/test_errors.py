@@ -140,6 +140,7 @@ FUZZ_FILES = [
     "gif_still_crash_test.gif",
     "webp_lossy.webp",
     "webp_alpha.webp",
+    "webp_lossless.webp",
     "tiff_uncompressed.tiff",
 ]
 STRICT_FRACTIONS = (0.25, 0.5, 0.75)
