@@ -138,7 +138,7 @@ fn render(
         let plan = &plans[i];
         let crop = orient::crop_to_stored(plan.crop, dw, dh, o);
         let (tw, th) = orient::oriented_size(plan.width, plan.height, o);
-        if crop == Crop::full(src.width, src.height) && (tw, th) == (src.width, src.height) {
+        if resize::is_identity(&src, crop, tw, th) {
             done[i] = Some(Resampled::Source);
             continue;
         }

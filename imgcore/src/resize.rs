@@ -18,6 +18,11 @@ fn pixel_type(channels: usize) -> Result<PixelType> {
     }
 }
 
+/// Whether resampling `crop` of `src` to `width` x `height` would return `src` unchanged.
+pub fn is_identity(src: &Pixels, crop: Crop, width: u32, height: u32) -> bool {
+    crop == Crop::full(src.width, src.height) && (width, height) == (src.width, src.height)
+}
+
 /// Resamples `crop` of `src` to `width` x `height`.
 pub fn resize(
     resizer: &mut Resizer,
@@ -26,10 +31,10 @@ pub fn resize(
     width: u32,
     height: u32,
 ) -> Result<Pixels> {
-    let whole = crop == Crop::full(src.width, src.height);
-    if whole && (width, height) == (src.width, src.height) {
+    if is_identity(src, crop, width, height) {
         return Ok(src.clone());
     }
+    let whole = crop == Crop::full(src.width, src.height);
     let kind = pixel_type(src.channels)?;
     let internal = |e: &dyn std::fmt::Display| ImgError::Internal(format!("resize failed: {e}"));
     let src_img =

@@ -50,7 +50,12 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     let distinct = distinct_opaque_colors(rgba);
     let histogram = wu::Histogram::new(&distinct);
     // QuantizerCelebi, then Score, as upstream's `SourceColorFromImage`.
-    let clusters = quantize_all(&distinct, &histogram, wsmeans::Mode::Upstream);
+    let clusters = quantize_all(
+        &distinct,
+        &histogram,
+        SEED_MAX_COLORS,
+        wsmeans::Mode::Upstream,
+    );
     let seed = score::ranked_suggestions(&clusters, 4)
         .first()
         .copied()
@@ -63,7 +68,7 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
         None => dominant_colors(&histogram, &clusters),
         Some(visible) => {
             let histogram = wu::Histogram::new(&visible);
-            let clusters = quantize_all(&visible, &histogram, DOMINANT_MODE);
+            let clusters = quantize_all(&visible, &histogram, SEED_MAX_COLORS, DOMINANT_MODE);
             dominant_colors(&histogram, &clusters)
         }
     };
@@ -86,24 +91,7 @@ fn dominant_colors(histogram: &wu::Histogram, clusters: &[(Argb, u32)]) -> Vec<(
     if total == 0 {
         return Vec::new();
     }
-    let points: Vec<Lab> = clusters
-        .iter()
-        .map(|&(argb, _)| Lab::from_argb(argb))
-        .collect();
-    let counts: Vec<u32> = clusters.iter().map(|&(_, count)| count).collect();
-    let starting = histogram.quantize(DOMINANT_MAX_COLORS);
-    let guesses: Vec<usize> = clusters
-        .iter()
-        .map(|&(argb, _)| starting.owner(argb))
-        .collect();
-    let mut merged = wsmeans::quantize(
-        &points,
-        &counts,
-        &guesses,
-        &starting.colors,
-        DOMINANT_MAX_COLORS,
-        DOMINANT_MODE,
-    );
+    let mut merged = quantize_all(clusters, histogram, DOMINANT_MAX_COLORS, DOMINANT_MODE);
     merged.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     merged
         .into_iter()
@@ -116,10 +104,12 @@ fn dominant_colors(histogram: &wu::Histogram, clusters: &[(Argb, u32)]) -> Vec<(
         .collect()
 }
 
-/// Celebi's two steps (Wu boxes, then WSMeans) over weighted distinct colours.
+/// Celebi's two steps (Wu boxes, then WSMeans) over weighted distinct colours, sorted by
+/// colour.
 fn quantize_all(
     distinct: &[(Argb, u32)],
     histogram: &wu::Histogram,
+    max_colors: usize,
     mode: wsmeans::Mode,
 ) -> Vec<(Argb, u32)> {
     let points: Vec<Lab> = distinct
@@ -127,7 +117,7 @@ fn quantize_all(
         .map(|&(argb, _)| Lab::from_argb(argb))
         .collect();
     let counts: Vec<u32> = distinct.iter().map(|&(_, count)| count).collect();
-    let starting = histogram.quantize(SEED_MAX_COLORS);
+    let starting = histogram.quantize(max_colors);
     let guesses: Vec<usize> = distinct
         .iter()
         .map(|&(argb, _)| starting.owner(argb))
@@ -137,7 +127,7 @@ fn quantize_all(
         &counts,
         &guesses,
         &starting.colors,
-        SEED_MAX_COLORS,
+        max_colors,
         mode,
     );
     clusters.sort_unstable_by_key(|&(argb, _)| argb);
@@ -151,29 +141,25 @@ fn visible_colors_if_translucent(rgba: &[u8]) -> Option<Vec<(Argb, u32)>> {
     if !rgba.chunks_exact(4).any(|px| px[3] != 0 && px[3] != 255) {
         return None;
     }
-    let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> =
-        HashMap::with_capacity_and_hasher((rgba.len() / 4).min(1 << 16), Default::default());
-    let mut distinct: Vec<(Argb, u32)> = Vec::new();
-    for px in rgba.chunks_exact(4).filter(|px| px[3] != 0) {
-        let argb = lab::argb_from_rgb(px[0], px[1], px[2]);
-        let slot = *index.entry(argb).or_insert_with(|| {
-            distinct.push((argb, 0));
-            distinct.len() - 1
-        });
-        distinct[slot].1 = distinct[slot].1.saturating_add(u32::from(px[3]));
-    }
-    Some(distinct)
+    Some(distinct_colors(rgba, u32::from))
 }
 
 /// Distinct fully opaque colours (upstream ignores any pixel with alpha < 255) with their
 /// pixel counts, in order of first appearance: WSMeans' pseudo-random start is drawn in
 /// that order, so it must match upstream's.
 fn distinct_opaque_colors(rgba: &[u8]) -> Vec<(Argb, u32)> {
+    distinct_colors(rgba, |alpha| u32::from(alpha == 255))
+}
+
+/// Distinct colours in order of first appearance, each with the summed `weight` of its
+/// pixels' alpha; pixels of weight 0 are left out.
+fn distinct_colors(rgba: &[u8], weight: impl Fn(u8) -> u32) -> Vec<(Argb, u32)> {
     let mut index: HashMap<Argb, usize, BuildHasherDefault<ColorHasher>> =
         HashMap::with_capacity_and_hasher((rgba.len() / 4).min(1 << 16), Default::default());
     let mut distinct: Vec<(Argb, u32)> = Vec::new();
     for px in rgba.chunks_exact(4) {
-        if px[3] != 255 {
+        let w = weight(px[3]);
+        if w == 0 {
             continue;
         }
         let argb = lab::argb_from_rgb(px[0], px[1], px[2]);
@@ -181,7 +167,7 @@ fn distinct_opaque_colors(rgba: &[u8]) -> Vec<(Argb, u32)> {
             distinct.push((argb, 0));
             distinct.len() - 1
         });
-        distinct[slot].1 = distinct[slot].1.saturating_add(1);
+        distinct[slot].1 = distinct[slot].1.saturating_add(w);
     }
     distinct
 }

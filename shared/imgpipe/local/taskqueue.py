@@ -509,13 +509,7 @@ class SqliteTaskQueue:
         task; expired leases still count, they must be reaped)."""
         now = self._clock.now()
         conn = self._db.conn
-        row = conn.execute(
-            "SELECT config, state, tokens, tokens_at, slowdown, throttled_until FROM queues "
-            "WHERE name = ?",
-            (queue,),
-        ).fetchone()
-        if row is None:
-            raise UnknownQueue(queue)
+        row = self._queue_row(conn, queue)
         forced, waiting, expiry, in_flight = conn.execute(
             "SELECT (SELECT min(schedule_time) FROM tasks "
             "        WHERE queue = ?1 AND forced = 1 AND lease_expires IS NULL), "
