@@ -1,6 +1,8 @@
 //! EXIF orientation, exactly as Pillow's `ImageOps.exif_transpose`. Renditions are resized in
 //! stored orientation and transposed afterwards, so the full-size image is never rotated.
 
+use std::mem::MaybeUninit;
+
 use crate::rendition::Crop;
 
 /// Output size after applying `orientation` to a `w` x `h` image.
@@ -12,8 +14,9 @@ pub fn oriented_size(w: u32, h: u32, orientation: u8) -> (u32, u32) {
     }
 }
 
-/// Applies orientation 1..8 to an interleaved `channels`-per-pixel buffer; returns the new
-/// buffer and size. Values outside 2..=8 return the input unchanged.
+/// Applies orientation 1..8 to an interleaved `channels`-per-pixel buffer; returns the
+/// buffer and its new size. Flips (2..=4) reuse the buffer in place; transposes (5..=8) need
+/// a second one. Values outside 2..=8 return the input unchanged.
 pub fn apply(
     pixels: Vec<u8>,
     w: u32,
@@ -40,39 +43,52 @@ fn apply_n<const N: usize>(
         return (pixels, w, h);
     }
     let (ow, oh) = oriented_size(w, h, orientation);
-    let row = sw * N;
-    let mut out = vec![0u8; pixels.len()];
+    let mut pixels = pixels;
     match orientation {
-        2 | 3 => {
-            let rows = out.chunks_exact_mut(row);
-            let flip = |(o, s): (&mut [u8], &[u8])| {
-                for (d, p) in o.chunks_exact_mut(N).zip(s.chunks_exact(N).rev()) {
-                    d.copy_from_slice(p);
-                }
-            };
-            if orientation == 2 {
-                rows.zip(pixels.chunks_exact(row)).for_each(flip);
-            } else {
-                rows.zip(pixels.chunks_exact(row).rev()).for_each(flip);
-            }
-        }
+        2 => pixels
+            .chunks_exact_mut(sw * N)
+            .for_each(reverse_pixels::<N>),
+        // Rotating by 180 degrees reverses the pixel order of the whole image.
+        3 => reverse_pixels::<N>(&mut pixels),
         4 => {
-            for (o, s) in out
-                .chunks_exact_mut(row)
-                .zip(pixels.chunks_exact(row).rev())
+            let (top, bottom) = pixels.split_at_mut(sh / 2 * sw * N);
+            let bottom = &mut bottom[sh % 2 * sw * N..];
+            for (t, b) in top
+                .chunks_exact_mut(sw * N)
+                .zip(bottom.chunks_exact_mut(sw * N).rev())
             {
-                o.copy_from_slice(s);
+                t.swap_with_slice(b);
             }
         }
-        _ => transpose::<N>(&pixels, &mut out, sw, sh, orientation),
+        _ => {
+            let mut out = Vec::with_capacity(pixels.len());
+            transpose::<N>(&pixels, out.spare_capacity_mut(), sw, sh, orientation);
+            // SAFETY: the transpose is a bijection between pixel positions, so it wrote
+            // every one of the `pixels.len()` bytes.
+            unsafe { out.set_len(pixels.len()) };
+            pixels = out;
+        }
     }
-    (out, ow, oh)
+    (pixels, ow, oh)
+}
+
+/// Reverses the order of the `N`-byte pixels of `run` in place: flips need no second buffer.
+fn reverse_pixels<const N: usize>(run: &mut [u8]) {
+    let half = run.len() / N / 2;
+    let (left, right) = run.split_at_mut(half * N);
+    let right_start = right.len() - half * N;
+    for (l, r) in left
+        .chunks_exact_mut(N)
+        .zip(right[right_start..].chunks_exact_mut(N).rev())
+    {
+        l.swap_with_slice(r);
+    }
 }
 
 /// Orientations 5..8: display pixel (x, y) comes from stored row `x` (or `sh - 1 - x`) and
 /// column `y` (or `sw - 1 - y`). The stored image is walked in 8x8 blocks held in registers,
 /// so every read and write is a short contiguous run of fixed length.
-fn transpose<const N: usize>(src: &[u8], out: &mut [u8], sw: usize, sh: usize, o: u8) {
+fn transpose<const N: usize>(src: &[u8], out: &mut [MaybeUninit<u8>], sw: usize, sh: usize, o: u8) {
     const B: usize = 8;
     let dw = sh;
     let rows_down = matches!(o, 5 | 8);
@@ -85,7 +101,7 @@ fn transpose<const N: usize>(src: &[u8], out: &mut [u8], sw: usize, sh: usize, o
                 for r in r0..(r0 + B).min(sh) {
                     for c in c0..(c0 + B).min(sw) {
                         let (i, j) = ((r * sw + c) * N, (dy(c) * dw + dx(r)) * N);
-                        out[j..j + N].copy_from_slice(&src[i..i + N]);
+                        write(&mut out[j..j + N], &src[i..i + N]);
                     }
                 }
                 continue;
@@ -102,10 +118,16 @@ fn transpose<const N: usize>(src: &[u8], out: &mut [u8], sw: usize, sh: usize, o
                 let run = &mut out[(dy(c0 + j) * dw + x0) * N..][..B * N];
                 for (k, d) in run.chunks_exact_mut(N).enumerate() {
                     let i = if rows_down { k } else { B - 1 - k };
-                    d.copy_from_slice(&blk[i][j]);
+                    write(d, &blk[i][j]);
                 }
             }
         }
+    }
+}
+
+fn write(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
     }
 }
 
@@ -173,25 +195,39 @@ mod tests {
     fn reference(px: &[u8], w: usize, h: usize, n: usize, o: u8) -> Vec<u8> {
         let (w, h) = (w as isize, h as isize);
         let (a, dx, dy) = match o {
+            1 => (0, 1, w),
+            2 => (w - 1, -1, w),
+            3 => (h * w - 1, -1, -w),
+            4 => ((h - 1) * w, 1, -w),
             5 => (0, w, 1),
             6 => ((h - 1) * w, -w, 1),
             7 => ((h - 1) * w + w - 1, -w, -1),
             _ => (w - 1, w, -1),
         };
-        (0..w)
-            .flat_map(|y| (0..h).map(move |x| a + x * dx + y * dy))
+        let (dw, dh) = if o >= 5 { (h, w) } else { (w, h) };
+        (0..dh)
+            .flat_map(|y| (0..dw).map(move |x| a + x * dx + y * dy))
             .flat_map(|i| px[i as usize * n..i as usize * n + n].to_vec())
             .collect()
     }
 
     #[test]
-    fn transposes_match_the_reference_across_block_edges() {
-        for (w, h) in [(8, 8), (16, 24), (19, 13), (1, 20), (20, 1), (33, 9)] {
+    fn every_orientation_matches_the_reference_across_sizes_and_block_edges() {
+        for (w, h) in [
+            (8, 8),
+            (16, 24),
+            (19, 13),
+            (1, 20),
+            (20, 1),
+            (33, 9),
+            (1, 1),
+        ] {
             for n in [1, 3, 4] {
                 let px: Vec<u8> = (0..w * h * n).map(|i| (i * 31 % 255) as u8).collect();
-                for o in 5..=8u8 {
+                for o in 1..=8u8 {
                     let (out, ow, oh) = apply(px.clone(), w as u32, h as u32, n, o);
-                    assert_eq!((ow, oh), (h as u32, w as u32));
+                    let size = oriented_size(w as u32, h as u32, o);
+                    assert_eq!((ow, oh), size);
                     assert_eq!(out, reference(&px, w, h, n, o), "{w}x{h}x{n} o{o}");
                 }
             }
