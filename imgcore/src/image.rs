@@ -9,7 +9,16 @@ pub struct Pixels {
     pub data: Vec<u8>,
 }
 
+/// Pixel count of a `width` x `height` image, without overflow.
+pub fn area(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height)
+}
+
 impl Pixels {
+    pub fn area(&self) -> u64 {
+        area(self.width, self.height)
+    }
+
     /// Straight RGBA8, as the palette wants.
     pub fn to_rgba(&self) -> Vec<u8> {
         if self.channels == 4 {

@@ -1,5 +1,6 @@
-//! EXIF orientation, exactly as Pillow's `ImageOps.exif_transpose`. Renditions are resized in
-//! stored orientation and transposed afterwards, so the full-size image is never rotated.
+//! EXIF orientation, exactly as Pillow's `ImageOps.exif_transpose`. The pipeline orients the
+//! source or each rendition, whichever moves fewer pixels; `crop_to_stored` maps a display
+//! crop back onto the stored image for the second way.
 
 use std::mem::MaybeUninit;
 

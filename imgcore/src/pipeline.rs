@@ -10,7 +10,7 @@ use fast_image_resize::Resizer;
 use crate::encode::{self, OutFormat};
 use crate::error::{ImgError, Result};
 use crate::header::{self, Header};
-use crate::image::Pixels;
+use crate::image::{area, Pixels};
 use crate::palette::{self, PaletteResult};
 use crate::rendition::{self, Crop, Spec};
 use crate::{color, decode, limits, orient, resize};
@@ -113,21 +113,50 @@ enum Resampled {
     Owned(Pixels),
 }
 
+/// The source handed back by `render` when no rendition took it, with the orientation
+/// still to apply to it.
+struct Leftover {
+    pixels: Pixels,
+    orientation: u8,
+}
+
 /// Every rendition in display orientation, and the source back when no rendition took it.
 fn render(
     header: &Header,
     src: Pixels,
     specs: &[Spec],
     t: &mut Timings,
-) -> Result<(Vec<Rendered>, Option<Pixels>)> {
-    let o = header.orientation;
-    let (dw, dh) = orient::oriented_size(src.width, src.height, o);
+) -> Result<(Vec<Rendered>, Option<Leftover>)> {
+    let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
     let plans = rendition::plan(specs, dw, dh)?;
+    // Orienting copies every pixel it moves. When the renditions hold more pixels than the
+    // source (a 2 MP photo: its full-size rendition plus 1280, 640, 320), orienting the
+    // source once costs less than orienting each rendition; otherwise renditions are resized
+    // in stored orientation and oriented afterwards.
+    let rendition_pixels: u64 = plans.iter().map(|p| area(p.width, p.height)).sum();
+    let (src, o) = if header.orientation != 1 && rendition_pixels >= src.area() {
+        let (data, width, height) = timed(&mut t.orient, || {
+            orient::apply(
+                src.data,
+                src.width,
+                src.height,
+                src.channels,
+                header.orientation,
+            )
+        });
+        let oriented = Pixels {
+            width,
+            height,
+            channels: src.channels,
+            data,
+        };
+        (oriented, 1)
+    } else {
+        (src, header.orientation)
+    };
     // Largest first, so smaller renditions can be resampled from larger ones.
     let mut order: Vec<usize> = (0..plans.len()).collect();
-    order.sort_by_key(|&i| {
-        std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height))
-    });
+    order.sort_by_key(|&i| std::cmp::Reverse(area(plans[i].width, plans[i].height)));
     let mut done: Vec<Option<Resampled>> = (0..plans.len()).map(|_| None).collect();
     let mut resizer = Resizer::new();
     for &i in &order {
@@ -155,7 +184,7 @@ fn render(
                 let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
                 c.width >= f64::from(tw) && c.height >= f64::from(th)
             })
-            .min_by_key(|mid| u64::from(mid.width) * u64::from(mid.height));
+            .min_by_key(|mid| mid.area());
         let out = timed(&mut t.resize, || match base {
             Some(mid) => {
                 let c = resize::crop_on(crop, src.width, src.height, mid.width, mid.height);
@@ -200,7 +229,11 @@ fn render(
             })
             .collect::<Result<Vec<_>>>()
     })?;
-    Ok((renders, src))
+    let leftover = src.map(|pixels| Leftover {
+        pixels,
+        orientation: o,
+    });
+    Ok((renders, leftover))
 }
 
 /// The resized pixels of every rendition before encoding, in display orientation.
@@ -212,15 +245,14 @@ pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Re
 
 /// A display-oriented thumbnail fitting in THUMB x THUMB, from the smallest full-frame
 /// rendition when there is one, never from a larger image than needed.
-fn thumbnail(header: &Header, src: Option<&Pixels>, renders: &[Rendered]) -> Result<Pixels> {
-    let o = header.orientation;
+fn thumbnail(src: Option<&Leftover>, renders: &[Rendered]) -> Result<Pixels> {
     let smallest = renders
         .iter()
         .filter(|r| r.full_frame)
-        .min_by_key(|r| u64::from(r.pixels.width) * u64::from(r.pixels.height));
+        .min_by_key(|r| r.pixels.area());
     let (base, orientation) = match (smallest, src) {
         (Some(r), _) => (&r.pixels, 1),
-        (None, Some(src)) => (src, o),
+        (None, Some(src)) => (&src.pixels, src.orientation),
         // A rendition took the source only if it is a full-frame one.
         (None, None) => return Err(ImgError::Internal("no image for the thumbnail".into())),
     };
@@ -280,9 +312,7 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
     let (renders, src) = render(&header, src, specs, &mut t)?;
     let thumb = if opts.palette {
-        Some(timed(&mut t.palette, || {
-            thumbnail(&header, src.as_ref(), &renders)
-        })?)
+        Some(timed(&mut t.palette, || thumbnail(src.as_ref(), &renders))?)
     } else {
         None
     };
@@ -295,12 +325,7 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
         .map(|(i, (r, f))| (i, r, f))
         .collect();
     // Biggest (and WebP, the slower encoder) first, so threads finish together.
-    jobs.sort_by_key(|&(_, r, f)| {
-        std::cmp::Reverse((
-            u64::from(r.pixels.width) * u64::from(r.pixels.height),
-            f == OutFormat::WebP,
-        ))
-    });
+    jobs.sort_by_key(|&(_, r, f)| std::cmp::Reverse((r.pixels.area(), f == OutFormat::WebP)));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Done>> = Mutex::new(Vec::with_capacity(jobs.len()));
     let work = || {

@@ -29,10 +29,16 @@ def oriented_variant(orientation: int) -> bytes:
     return data
 
 
-def check_against_pillow(data: bytes, display: tuple[int, int]) -> None:
+# With a full-size rendition beside it, the renditions hold more pixels than the source and
+# imgcore orients the source first; alone, the 640 rendition is resized, then oriented.
+WITH_FULL_SIZE = (3840, None, False)
+
+
+def check_against_pillow(data: bytes, display: tuple[int, int], *, full_size: bool) -> None:
     ref_full = open_reference(data)
     assert ref_full.size == display  # the premise, from Pillow
-    (raw,) = _imgcore.render_raw(data, [SPEC])
+    specs = [SPEC, WITH_FULL_SIZE] if full_size else [SPEC]
+    raw = _imgcore.render_raw(data, specs)[0]
     g = expected_geometry(SPEC, *display)
     assert (raw.name, raw.width) == (g.name, 640)
     assert abs(raw.height - g.exact_h) <= 0.5
@@ -42,15 +48,16 @@ def check_against_pillow(data: bytes, display: tuple[int, int]) -> None:
     assert score >= 35.0, f"PSNR {score:.2f} dB vs Pillow exif_transpose"
 
 
+@pytest.mark.parametrize("full_size", [False, True], ids=["orient-renditions", "orient-source"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_rewritten_orientation(orientation: int) -> None:
+def test_rewritten_orientation(orientation: int, full_size: bool) -> None:
     data = oriented_variant(orientation)
     display = (1200, 1800) if orientation >= 5 else (1800, 1200)
     info = _imgcore.probe(data)
     assert info.orientation == orientation
     assert (info.width, info.height) == (1800, 1200)
     assert (info.display_width, info.display_height) == display
-    check_against_pillow(data, display)
+    check_against_pillow(data, display, full_size=full_size)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +71,8 @@ def test_corpus_orientation(e) -> None:  # type: ignore[no-untyped-def]
     assert info.orientation == e.orientation
     assert (info.width, info.height) == (e.width, e.height)
     assert (info.display_width, info.display_height) == e.display_size
-    check_against_pillow(data, e.display_size)
+    check_against_pillow(data, e.display_size, full_size=False)
+    check_against_pillow(data, e.display_size, full_size=True)
 
 
 def test_orientations_show_the_same_picture() -> None:
