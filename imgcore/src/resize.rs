@@ -2,7 +2,9 @@
 //! premultiplied, returned straight).
 
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use std::f64::consts::PI;
+
+use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::error::{ImgError, Result};
 use crate::image::Pixels;
@@ -16,6 +18,28 @@ fn pixel_type(channels: usize) -> Result<PixelType> {
             "cannot resize {n}-channel pixels"
         ))),
     }
+}
+
+/// Lanczos3, sinc(x) * sinc(x / 3), with one sine instead of two: for t = pi * x / 3,
+/// sin(pi * x) = sin(3t) = 3 sin t - 4 sin^3 t. The resizer evaluates the kernel for every tap
+/// of every output row and column, and glibc's `sin` was 15 % of the resize time of a 2 MP
+/// photo's renditions.
+fn lanczos3(x: f64) -> f64 {
+    if x == 0.0 {
+        return 1.0;
+    }
+    if !(-3.0..3.0).contains(&x) {
+        return 0.0;
+    }
+    let t = PI * x / 3.0;
+    let s = t.sin();
+    (3.0 * s - 4.0 * s * s * s) * s / (3.0 * t * t)
+}
+
+fn lanczos3_filter() -> Result<FilterType> {
+    let filter = Filter::new("Lanczos3", lanczos3, 3.0)
+        .map_err(|e| ImgError::Internal(format!("resize filter: {e}")))?;
+    Ok(FilterType::Custom(filter))
 }
 
 /// Whether resampling `crop` of `src` to `width` x `height` would return `src` unchanged.
@@ -40,7 +64,7 @@ pub fn resize(
     let src_img =
         ImageRef::new(src.width, src.height, &src.data, kind).map_err(|e| internal(&e))?;
     let mut dst = Image::new(width, height, kind);
-    let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(lanczos3_filter()?));
     if !whole {
         opts = opts.crop(crop.left, crop.top, crop.width, crop.height);
     }
@@ -70,6 +94,50 @@ pub fn crop_on(crop: Crop, src_w: u32, src_h: u32, mid_w: u32, mid_h: u32) -> Cr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_sines(x: f64) -> f64 {
+        let sinc = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else {
+                (PI * x).sin() / (PI * x)
+            }
+        };
+        if (-3.0..3.0).contains(&x) {
+            sinc(x) * sinc(x / 3.0)
+        } else {
+            0.0
+        }
+    }
+
+    #[test]
+    fn one_sine_lanczos3_equals_the_textbook_formula() {
+        for i in -40_000..=40_000 {
+            let x = f64::from(i) / 10_000.0;
+            assert!((lanczos3(x) - two_sines(x)).abs() < 1e-12, "x = {x}");
+        }
+    }
+
+    #[test]
+    fn resampling_matches_the_resizers_own_lanczos3() {
+        let (w, h) = (97u32, 61u32);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let src = Pixels {
+            width: w,
+            height: h,
+            channels: 3,
+            data,
+        };
+        let img = ImageRef::new(w, h, &src.data, PixelType::U8x3).unwrap();
+        for (tw, th) in [(50, 31), (96, 60), (13, 9)] {
+            let ours = resize(&mut Resizer::new(), &src, Crop::full(w, h), tw, th).unwrap();
+            let mut theirs = Image::new(tw, th, PixelType::U8x3);
+            let opts =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+            Resizer::new().resize(&img, &mut theirs, &opts).unwrap();
+            assert_eq!(ours.data, theirs.into_vec(), "{tw}x{th}");
+        }
+    }
 
     #[test]
     fn flat_colour_stays_flat_and_identity_is_a_copy() {
