@@ -89,6 +89,33 @@ def test_raw_psnr_vs_pillow(case: tuple[Entry, tuple[int, int | None, bool]]) ->
     assert score >= MIN_PSNR, f"{e.file} {spec}: PSNR {score:.2f} dB < {MIN_PSNR}"
 
 
+# Rendered together, each rendition is resampled from the next larger full-frame one (a
+# chain 3840 -> 1920 -> 1280 -> 640 -> 320, crops taken from the smallest one covering them):
+# each must still meet the bar against Pillow's direct LANCZOS of the source.
+CHAINED: list[tuple[int, int | None, bool]] = [
+    *((w, None, False) for w in (320, 640, 1280, 1920, 3840)),
+    BOX,
+    COVER,
+    BIG_COVER,
+]
+CHAINED_FILES = [e for e in entries("ok") if e.file != CMYK and e.file not in SPECS_FOR]
+
+
+@pytest.mark.parametrize("e", CHAINED_FILES, ids=lambda e: e.file)
+def test_chained_renditions_psnr_vs_pillow(e: Entry) -> None:
+    raws = {r.name: r for r in _imgcore.render_raw(e.data(), CHAINED)}
+    dw, dh = e.display_size
+    geometries = {g.name: g for g in (expected_geometry(spec, dw, dh) for spec in CHAINED)}
+    assert set(raws) == set(geometries)
+    for name, g in geometries.items():
+        raw = raws[name]
+        assert check_size(g, raw.width, raw.height, dw, dh) == []
+        got = raw_to_array(raw.pixels, raw.width, raw.height, raw.channels)
+        refs = reference_candidates(reference(e.file), g, raw.width, raw.height)
+        score, _ = best_fidelity_psnr(got, refs)
+        assert score >= MIN_PSNR, f"{e.file} {name}: PSNR {score:.2f} dB < {MIN_PSNR}"
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_jpeg_close_to_pillow_q82(case: tuple[Entry, tuple[int, int | None, bool]]) -> None:
     e, spec = case
