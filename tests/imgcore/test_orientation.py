@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import pytest
@@ -91,3 +92,28 @@ def test_orientations_show_the_same_picture() -> None:
         assert arr.shape == base.shape
         score = psnr(arr, base)
         assert score >= 25.0, f"Landscape_{n}: PSNR {score:.2f} dB vs Landscape_1"
+
+
+def thumbhash_is_landscape(th: str) -> bool:
+    """The ThumbHash header's landscape flag (bit 15 of its second header word)."""
+    raw = base64.b64decode(th)
+    return bool(raw[4] >> 7)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [(300, 300, True)],
+        # Together larger than the source: the source itself is oriented first.
+        [(1200, 1200, True), (1200, 1000, True)],
+    ],
+    ids=["orient-renditions", "orient-source"],
+)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_palette_without_full_frame_rendition_sees_the_display_orientation(
+    orientation: int, specs: list[tuple[int, int, bool]]
+) -> None:
+    """With only cover crops, the palette's thumbnail comes from the source: oriented once."""
+    res = _imgcore.process(oriented_variant(orientation), specs, formats=["jpeg"])
+    assert res.palette is not None
+    assert thumbhash_is_landscape(res.palette.thumbhash) == (orientation < 5)
