@@ -1,6 +1,7 @@
 //! Pixel and allocation limits, checked from the header before any pixel buffer exists.
 
 use crate::error::{ImgError, Result};
+use crate::image::area;
 
 /// Refuses zero-sized images and images above `max_pixels`; all arithmetic is widened to u64
 /// because header dimensions are untrusted.
@@ -10,7 +11,7 @@ pub fn check_dimensions(width: u32, height: u32, max_pixels: u64) -> Result<()> 
             "zero dimension {width}x{height}"
         )));
     }
-    let pixels = u64::from(width) * u64::from(height);
+    let pixels = area(width, height);
     if pixels > max_pixels {
         return Err(ImgError::TooLarge(format!(
             "image too large: {width}x{height} = {pixels} pixels exceeds the limit of {max_pixels}"

@@ -4,6 +4,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::image::Pixels;
 use crate::rendition::Crop;
 
 /// Output size after applying `orientation` to a `w` x `h` image.
@@ -30,6 +31,17 @@ pub fn apply(
         3 => apply_n::<3>(pixels, w, h, orientation),
         4 => apply_n::<4>(pixels, w, h, orientation),
         _ => (pixels, w, h),
+    }
+}
+
+/// `px` with `orientation` applied.
+pub fn oriented(px: Pixels, orientation: u8) -> Pixels {
+    let (data, width, height) = apply(px.data, px.width, px.height, px.channels, orientation);
+    Pixels {
+        width,
+        height,
+        channels: px.channels,
+        data,
     }
 }
 

@@ -135,21 +135,7 @@ fn render(
     // in stored orientation and oriented afterwards.
     let rendition_pixels: u64 = plans.iter().map(|p| area(p.width, p.height)).sum();
     let (src, o) = if header.orientation != 1 && rendition_pixels >= src.area() {
-        let (data, width, height) = timed(&mut t.orient, || {
-            orient::apply(
-                src.data,
-                src.width,
-                src.height,
-                src.channels,
-                header.orientation,
-            )
-        });
-        let oriented = Pixels {
-            width,
-            height,
-            channels: src.channels,
-            data,
-        };
+        let oriented = timed(&mut t.orient, || orient::oriented(src, header.orientation));
         (oriented, 1)
     } else {
         (src, header.orientation)
@@ -213,17 +199,10 @@ fn render(
                     }
                     None => return Err(ImgError::Internal("rendition not rendered".into())),
                 };
-                let (data, width, height) =
-                    orient::apply(px.data, px.width, px.height, px.channels, o);
                 let full_frame = plan.is_full_frame(dw, dh);
                 Ok(Rendered {
                     name: plan.name,
-                    pixels: Pixels {
-                        width,
-                        height,
-                        channels: px.channels,
-                        data,
-                    },
+                    pixels: orient::oriented(px, o),
                     full_frame,
                 })
             })
@@ -274,19 +253,7 @@ fn thumbnail(src: Option<&Leftover>, renders: &[Rendered]) -> Result<Pixels> {
         tw,
         th,
     )?;
-    let (data, width, height) = orient::apply(
-        small.data,
-        small.width,
-        small.height,
-        small.channels,
-        orientation,
-    );
-    Ok(Pixels {
-        width,
-        height,
-        channels: small.channels,
-        data,
-    })
+    Ok(orient::oriented(small, orientation))
 }
 
 pub fn palette_of(p: &Pixels) -> PaletteResult {

@@ -1,9 +1,9 @@
 //! Lanczos3 resampling with fast_image_resize (SIMD), alpha-aware like Pillow (resampled
 //! premultiplied, returned straight).
 
-use fast_image_resize::images::{Image, ImageRef};
 use std::f64::consts::PI;
 
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::error::{ImgError, Result};
