@@ -315,13 +315,7 @@ class SqliteTaskQueue:
         return [self._info(r) for r in rows]
 
     def get_queue(self, name: str) -> QueueInfo:
-        row = self._db.conn.execute(
-            f"SELECT {_INFO_COLUMNS} FROM queues WHERE name = ?",  # noqa: S608
-            (name,),
-        ).fetchone()
-        if row is None:
-            raise UnknownQueue(name)
-        return self._info(row)
+        return self._info(self._queue_row(self._db.conn, name))
 
     def _info(self, row: sqlite3.Row) -> QueueInfo:
         held = row["throttled_until"]
