@@ -10,6 +10,13 @@ use crate::error::{ImgError, Result};
 use crate::image::Pixels;
 use crate::rendition::Crop;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod weights;
+
+/// Lanczos3's half-width in source samples (at scale 1).
+const SUPPORT: f64 = 3.0;
+
 fn pixel_type(channels: usize) -> Result<PixelType> {
     match channels {
         3 => Ok(PixelType::U8x3),
@@ -37,7 +44,7 @@ fn lanczos3(x: f64) -> f64 {
 }
 
 fn lanczos3_filter() -> Result<FilterType> {
-    let filter = Filter::new("Lanczos3", lanczos3, 3.0)
+    let filter = Filter::new("Lanczos3", lanczos3, SUPPORT)
         .map_err(|e| ImgError::Internal(format!("resize filter: {e}")))?;
     Ok(FilterType::Custom(filter))
 }
@@ -58,6 +65,21 @@ pub fn resize(
     if is_identity(src, crop, width, height) {
         return Ok(src.clone());
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(out) = avx512::resize(src, crop, width, height, lanczos3, SUPPORT) {
+        return Ok(out);
+    }
+    resize_with(resizer, src, crop, width, height)
+}
+
+/// `resize` by fast_image_resize alone.
+fn resize_with(
+    resizer: &mut Resizer,
+    src: &Pixels,
+    crop: Crop,
+    width: u32,
+    height: u32,
+) -> Result<Pixels> {
     let whole = crop == Crop::full(src.width, src.height);
     let kind = pixel_type(src.channels)?;
     let internal = |e: &dyn std::fmt::Display| ImgError::Internal(format!("resize failed: {e}"));
