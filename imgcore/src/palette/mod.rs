@@ -7,6 +7,7 @@ mod cam16;
 mod lab;
 mod score;
 mod thumb;
+mod thumb_hash;
 mod wsmeans;
 mod wu;
 

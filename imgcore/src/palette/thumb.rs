@@ -1,6 +1,6 @@
 //! ThumbHash of the thumbnail, base64-encoded.
 
-/// The thumbhash crate asserts on anything larger.
+/// ThumbHash's encoder expects at most 100x100 (more pixels add cost, not detail).
 const MAX_SIDE: usize = 100;
 
 /// Standard-alphabet base64 ThumbHash of a straight-alpha RGBA8 image, or an empty string
@@ -11,10 +11,10 @@ pub fn thumbhash_base64(rgba: &[u8], width: usize, height: usize) -> String {
     }
     let rgba = &rgba[..width * height * 4];
     let hash = if width <= MAX_SIDE && height <= MAX_SIDE {
-        thumbhash::rgba_to_thumb_hash(width, height, rgba)
+        super::thumb_hash::encode(width, height, rgba)
     } else {
         let (w, h, small) = box_downsample(rgba, width, height);
-        thumbhash::rgba_to_thumb_hash(w, h, &small)
+        super::thumb_hash::encode(w, h, &small)
     };
     base64_encode(&hash)
 }
