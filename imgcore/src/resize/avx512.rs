@@ -44,6 +44,8 @@ struct Columns {
     outputs: usize,
     group: usize,
     pairs: usize,
+    /// Every step gathers from 64 bytes (one vector) rather than 128.
+    narrow: bool,
     bases: Vec<usize>,
     patterns: Vec<Block>,
     weights: Vec<Block>,
@@ -54,18 +56,26 @@ impl Columns {
     /// about 4x), which the chained renditions never need.
     fn new(pass: &Pass) -> Option<Columns> {
         let pairs = pass.taps().div_ceil(2).max(1);
-        (1..=MAX_GROUP)
+        // A one-vector gather (`vpermb`) is cheaper than a two-vector one, worth a few
+        // pixels less per step.
+        let narrow = (3..=MAX_GROUP)
             .rev()
-            .find_map(|group| Columns::grouped(pass, group, pairs))
+            .find_map(|group| Columns::grouped(pass, group, pairs, REACH / 2));
+        narrow.or_else(|| {
+            (1..=MAX_GROUP)
+                .rev()
+                .find_map(|group| Columns::grouped(pass, group, pairs, REACH))
+        })
     }
 
-    fn grouped(pass: &Pass, group: usize, pairs: usize) -> Option<Columns> {
+    fn grouped(pass: &Pass, group: usize, pairs: usize, reach: usize) -> Option<Columns> {
         let steps = pass.windows.len().div_ceil(group);
         let mut columns = Columns {
             precision: pass.precision,
             outputs: pass.windows.len(),
             group,
             pairs,
+            narrow: reach <= 64,
             bases: Vec::with_capacity(steps),
             patterns: vec![Block([0; 64]); steps * pairs],
             weights: vec![Block([0; 64]); steps * pairs],
@@ -74,7 +84,7 @@ impl Columns {
             let base = windows.iter().map(|w| w.start).min().unwrap_or(0) as usize;
             for w in windows {
                 let end = w.start as usize + w.weights.len() - base;
-                if end * CHANNELS > REACH {
+                if end * CHANNELS > reach {
                     return None;
                 }
             }
@@ -115,6 +125,7 @@ impl Columns {
 /// itself at weight 0).
 struct Rows {
     precision: u32,
+    stride: usize,
     starts: Vec<usize>,
     taps: Vec<(usize, usize, i32)>,
 }
@@ -136,6 +147,7 @@ impl Rows {
         starts.push(taps.len());
         Rows {
             precision: pass.precision,
+            stride,
             starts,
             taps,
         }
@@ -143,6 +155,28 @@ impl Rows {
 
     fn of(&self, y: usize) -> &[(usize, usize, i32)] {
         &self.taps[self.starts[y]..self.starts[y + 1]]
+    }
+
+    /// Offsets of the source rows that row `y + 1` reads and row `y` does not (at most
+    /// three): prefetched while row `y` is computed. Nothing else brings them in early,
+    /// and a pass over a large photo otherwise waits on memory for a third of its time.
+    fn ahead(&self, y: usize) -> ([usize; 3], usize) {
+        let last = |y: usize| {
+            (y + 1 < self.starts.len())
+                .then(|| self.of(y).iter().map(|&(a, b, _)| a.max(b)).max())
+                .flatten()
+        };
+        let mut rows = [0; 3];
+        let mut count = 0;
+        if let (Some(now), Some(next)) = (last(y), last(y + 1)) {
+            if let Some(new_rows) = (next.saturating_sub(now)).checked_div(self.stride) {
+                count = new_rows.min(3);
+                for (i, row) in rows[..count].iter_mut().enumerate() {
+                    *row = now + (i + 1) * self.stride;
+                }
+            }
+        }
+        (rows, count)
     }
 }
 
@@ -204,13 +238,22 @@ pub fn resize(
         {
             return None;
         }
+        let (ahead, ahead_count) = vertical.ahead(y);
+        let ahead = &ahead[..ahead_count];
         match &columns {
             Some(columns) => {
                 // SAFETY: the CPU has the features (checked above); every row read holds
                 // `span` bytes from its offset (checked just above), `mid` holds `span` bytes
                 // and `columns.reach()`, and `out` holds one output row.
                 unsafe {
-                    vertical_row(&src.data, taps, vertical.precision, mid.as_mut_ptr(), span);
+                    vertical_row(
+                        &src.data,
+                        taps,
+                        ahead,
+                        vertical.precision,
+                        mid.as_mut_ptr(),
+                        span,
+                    );
                     horizontal_row(&mid, columns, out);
                 }
             }
@@ -219,6 +262,7 @@ pub fn resize(
                 vertical_row(
                     &src.data,
                     taps,
+                    ahead,
                     vertical.precision,
                     out.as_mut_ptr().cast(),
                     span,
@@ -261,6 +305,7 @@ fn shifted(pass: &Pass, first: u32) -> Pass {
 unsafe fn vertical_row(
     src: &[u8],
     taps: &[(usize, usize, i32)],
+    ahead: &[usize],
     precision: u32,
     out: *mut u8,
     n: usize,
@@ -277,6 +322,9 @@ unsafe fn vertical_row(
         } else {
             (1u64 << count) - 1
         };
+        for &row in ahead {
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(row + x).cast());
+        }
         let mut acc = [half; 4];
         for &(a, b, weights) in taps {
             // SAFETY: the mask keeps the loads within `n` bytes of each row offset (a full
@@ -319,39 +367,73 @@ unsafe fn vertical_row(
 /// `out` holds `columns.outputs` RGB pixels.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
 unsafe fn horizontal_row(row: &[u8], columns: &Columns, out: &mut [MaybeUninit<u8>]) {
+    // The pair count as a constant unrolls the inner loop and drops its bookkeeping, a
+    // third of the pass's time; 0 stands for any other count.
+    macro_rules! by_pairs {
+        ($($p:literal)*) => {
+            match (columns.pairs, columns.narrow) {
+                $(
+                    ($p, true) => unsafe { horizontal_steps::<$p, true>(row, columns, out) },
+                    ($p, false) => unsafe { horizontal_steps::<$p, false>(row, columns, out) },
+                )*
+                (_, true) => unsafe { horizontal_steps::<0, true>(row, columns, out) },
+                (_, false) => unsafe { horizontal_steps::<0, false>(row, columns, out) },
+            }
+        };
+    }
+    // SAFETY (each arm): the caller's contract, passed on.
+    by_pairs!(1 2 3 4 5 6 7 8);
+}
+
+/// `horizontal_row` for `P` pairs of taps (`columns.pairs` when `P` is 0), gathering from
+/// one vector when `NARROW`.
+///
+/// # Safety
+/// As `horizontal_row`, and `P` is 0 or `columns.pairs`, `NARROW` is `columns.narrow`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
+unsafe fn horizontal_steps<const P: usize, const NARROW: bool>(
+    row: &[u8],
+    columns: &Columns,
+    out: &mut [MaybeUninit<u8>],
+) {
+    let pairs = if P == 0 { columns.pairs } else { P };
     let shift = _mm_cvtsi32_si128(columns.precision as i32);
     let half = _mm512_set1_epi32((1 << columns.precision) >> 1);
     let zero = _mm512_setzero_si512();
     let even_bytes = 0x5555_5555_5555_5555u64;
     let step_bytes = columns.group * CHANNELS;
-    let pairs = columns.pairs;
+    let end = columns.outputs * CHANNELS;
+    let mut patterns = columns.patterns.as_ptr();
+    let mut weights = columns.weights.as_ptr();
     for (step, &base) in columns.bases.iter().enumerate() {
-        // SAFETY: base + 128 <= columns.reach() <= row.len().
-        let (lo, hi) = unsafe {
+        // SAFETY: base + 128 <= columns.reach() <= row.len(); the tables hold `pairs`
+        // blocks per step, 64-byte aligned.
+        let acc = unsafe {
             let p = row.as_ptr().add(base);
-            (
-                _mm512_loadu_si512(p.cast()),
-                _mm512_loadu_si512(p.add(64).cast()),
-            )
-        };
-        let mut acc = half;
-        let patterns = &columns.patterns[step * pairs..(step + 1) * pairs];
-        let weights = &columns.weights[step * pairs..(step + 1) * pairs];
-        for (pattern, weight) in patterns.iter().zip(weights) {
-            // SAFETY: blocks are 64-byte aligned and 64 bytes long.
-            let (idx, w) = unsafe {
-                (
-                    _mm512_load_si512(pattern.0.as_ptr().cast()),
-                    _mm512_load_si512(weight.0.as_ptr().cast()),
-                )
+            let lo = _mm512_loadu_si512(p.cast());
+            let hi = if NARROW {
+                lo
+            } else {
+                _mm512_loadu_si512(p.add(64).cast())
             };
-            let samples = _mm512_maskz_permutex2var_epi8(even_bytes, lo, idx, hi);
-            acc = _mm512_dpwssd_epi32(acc, samples, w);
-        }
-        let acc = _mm512_max_epi32(_mm512_sra_epi32(acc, shift), zero);
-        let bytes = _mm512_cvtusepi32_epi8(acc);
+            let mut acc = half;
+            for k in 0..pairs {
+                let idx = _mm512_load_si512(patterns.add(k).cast());
+                let w = _mm512_load_si512(weights.add(k).cast());
+                let samples = if NARROW {
+                    _mm512_maskz_permutexvar_epi8(even_bytes, idx, lo)
+                } else {
+                    _mm512_maskz_permutex2var_epi8(even_bytes, lo, idx, hi)
+                };
+                acc = _mm512_dpwssd_epi32(acc, samples, w);
+            }
+            patterns = patterns.add(pairs);
+            weights = weights.add(pairs);
+            acc
+        };
+        let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(_mm512_sra_epi32(acc, shift), zero));
         let first = step * step_bytes;
-        let count = step_bytes.min(columns.outputs * CHANNELS - first);
         // SAFETY: first + 16 <= out.len() for the unmasked store, first + count <=
         // outputs * 3 <= out.len() for the masked one.
         unsafe {
@@ -361,6 +443,7 @@ unsafe fn horizontal_row(row: &[u8], columns: &Columns, out: &mut [MaybeUninit<u
                 // past this step's pixels belongs to the next step, stored after this one.
                 _mm_storeu_si128(p.cast(), bytes);
             } else {
+                let count = step_bytes.min(end - first);
                 _mm_mask_storeu_epi8(p.cast(), (1u16 << count) - 1, bytes);
             }
         }
