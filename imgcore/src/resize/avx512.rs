@@ -562,6 +562,41 @@ mod tests {
     }
 
     #[test]
+    fn random_sizes_and_crops_are_byte_identical() {
+        if !available() {
+            return;
+        }
+        let mut s = 0x2545_F491u32;
+        let mut next = |n: u32| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s % n
+        };
+        let mut ran = 0;
+        for case in 0..300 {
+            let (sw, sh) = (1 + next(160), 1 + next(120));
+            let src = photo(sw, sh, case);
+            let crop = if next(2) == 0 {
+                Crop::full(sw, sh)
+            } else {
+                let left = f64::from(next(sw * 4)) / 8.0;
+                let top = f64::from(next(sh * 4)) / 8.0;
+                Crop {
+                    left,
+                    top,
+                    width: (f64::from(sw) - left) * f64::from(1 + next(8)) / 8.0,
+                    height: (f64::from(sh) - top) * f64::from(1 + next(8)) / 8.0,
+                }
+            };
+            let (w, h) = (1 + next(sw * 2), 1 + next(sh * 2));
+            ran += usize::from(check(&src, crop, w, h));
+        }
+        // Most random cases are downscales of at most 4x or upscales; the rest fall back.
+        assert!(ran > 100, "{ran} of 300 ran the kernels");
+    }
+
+    #[test]
     fn wide_windows_fall_back() {
         let src = photo(800, 60, 5);
         assert!(resize(&src, Crop::full(800, 60), 50, 30, lanczos3, SUPPORT).is_none());
