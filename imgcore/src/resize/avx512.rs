@@ -118,7 +118,7 @@ impl Columns {
         Some(columns)
     }
 
-    /// Bytes the kernel may read from its source row: the last step's 128.
+    /// Bytes the kernel may read from its source row: up to the furthest step's 128.
     fn reach(&self) -> usize {
         self.bases.iter().max().map_or(0, |b| b + REACH)
     }
