@@ -94,27 +94,11 @@ unsafe fn all_blocks<const N: usize>(
     // lines) from one tile, instead of 16 now and the rest after a full sweep. Output is
     // written in ascending addresses, which the prefetcher follows: display columns left to
     // right (stored rows upwards when they become display columns from the right).
-    let tiles = (0..rows).step_by(TILE);
-    let in_display_order = |tile: usize| -> Vec<usize> {
-        let mut r0s: Vec<usize> = (tile..rows.min(tile + TILE)).step_by(B).collect();
-        if !g.rows_down {
-            r0s.reverse();
-        }
-        r0s
-    };
-    let tiles: Vec<usize> = if g.rows_down {
-        tiles.collect()
-    } else {
-        tiles.rev().collect()
-    };
+    let tiles = starts(0..rows, TILE, g.rows_down);
     // Likewise display rows top to bottom.
-    let c0s: Vec<usize> = if g.cols_right {
-        (0..cols).step_by(B).collect()
-    } else {
-        (0..cols).step_by(B).rev().collect()
-    };
+    let c0s = starts(0..cols, B, g.cols_right);
     for tile in tiles {
-        let r0s = in_display_order(tile);
+        let r0s = starts(tile..rows.min(tile + TILE), B, g.rows_down);
         for &c0 in &c0s {
             for &r0 in &r0s {
                 // SAFETY: the block lies inside the image (r0 + 16 <= sh, c0 + 16 <= sw),
@@ -202,6 +186,15 @@ unsafe fn block<const N: usize>(
             }
         }
     }
+}
+
+/// Every `step`-th index of `range`, ascending when `forward`, else descending.
+fn starts(range: std::ops::Range<usize>, step: usize, forward: bool) -> Vec<usize> {
+    let mut starts: Vec<usize> = range.step_by(step).collect();
+    if !forward {
+        starts.reverse();
+    }
+    starts
 }
 
 /// A vector of 16 i32 lanes, lane `c` being `f(c)`.

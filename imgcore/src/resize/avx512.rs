@@ -58,21 +58,29 @@ struct Columns {
 impl Columns {
     /// None when some window is too wide to gather from 128 bytes (downscaling by more than
     /// about 4x), which the chained renditions never need.
-    fn new(pass: &Pass) -> Option<Columns> {
+    /// Windows are counted from source column `first`, where the row handed to the
+    /// kernel starts.
+    fn new(pass: &Pass, first: u32) -> Option<Columns> {
         let pairs = pass.taps().div_ceil(2).max(1);
         // A one-vector gather (`vpermb`) is cheaper than a two-vector one, worth a few
         // pixels less per step.
         let narrow = (3..=MAX_GROUP)
             .rev()
-            .find_map(|group| Columns::grouped(pass, group, pairs, REACH / 2));
+            .find_map(|group| Columns::grouped(pass, first, group, pairs, REACH / 2));
         narrow.or_else(|| {
             (1..=MAX_GROUP)
                 .rev()
-                .find_map(|group| Columns::grouped(pass, group, pairs, REACH))
+                .find_map(|group| Columns::grouped(pass, first, group, pairs, REACH))
         })
     }
 
-    fn grouped(pass: &Pass, group: usize, pairs: usize, reach: usize) -> Option<Columns> {
+    fn grouped(
+        pass: &Pass,
+        first: u32,
+        group: usize,
+        pairs: usize,
+        reach: usize,
+    ) -> Option<Columns> {
         let steps = pass.windows.len().div_ceil(group);
         let mut columns = Columns {
             precision: pass.precision,
@@ -85,19 +93,19 @@ impl Columns {
             weights: vec![Block([0; 64]); steps * pairs],
         };
         for (step, windows) in pass.windows.chunks(group).enumerate() {
-            let base = windows.iter().map(|w| w.start).min().unwrap_or(0) as usize;
+            let base = windows.iter().map(|w| w.start).min().unwrap_or(first) as usize;
             for w in windows {
                 let end = w.start as usize + w.weights.len() - base;
                 if end * CHANNELS > reach {
                     return None;
                 }
             }
-            columns.bases.push(base * CHANNELS);
+            columns.bases.push((base - first as usize) * CHANNELS);
             for pair in 0..pairs {
                 let pattern = &mut columns.patterns[step * pairs + pair].0;
                 let weight = &mut columns.weights[step * pairs + pair].0;
                 for (k, w) in windows.iter().enumerate() {
-                    let first = w.start as usize - base;
+                    let offset = w.start as usize - base;
                     for c in 0..CHANNELS {
                         let lane = (k * CHANNELS + c) * 4;
                         for half in 0..2 {
@@ -107,7 +115,7 @@ impl Columns {
                             };
                             // Byte 2i of the lane picks the sample; byte 2i + 1 is zeroed by
                             // the gather's mask, which makes the pick an i16.
-                            pattern[lane + half * 2] = ((first + tap) * CHANNELS + c) as u8;
+                            pattern[lane + half * 2] = ((offset + tap) * CHANNELS + c) as u8;
                             weight[lane + half * 2..lane + half * 2 + 2]
                                 .copy_from_slice(&value.to_le_bytes());
                         }
@@ -132,12 +140,15 @@ struct Rows {
     stride: usize,
     starts: Vec<usize>,
     taps: Vec<(usize, usize, i32)>,
+    /// Per output row, the offset of the last source row it reads (None: it reads none).
+    lasts: Vec<Option<usize>>,
 }
 
 impl Rows {
     fn new(pass: &Pass, stride: usize, offset: usize) -> Rows {
         let mut starts = Vec::with_capacity(pass.windows.len() + 1);
         let mut taps = Vec::new();
+        let mut lasts = Vec::with_capacity(pass.windows.len());
         for w in &pass.windows {
             starts.push(taps.len());
             let row = |i: usize| (w.start as usize + i) * stride + offset;
@@ -147,6 +158,7 @@ impl Rows {
                 let packed = (i32::from(b) << 16) | i32::from(a as u16);
                 taps.push((row(2 * i), row(second), packed));
             }
+            lasts.push(w.weights.len().checked_sub(1).map(row));
         }
         starts.push(taps.len());
         Rows {
@@ -154,6 +166,7 @@ impl Rows {
             stride,
             starts,
             taps,
+            lasts,
         }
     }
 
@@ -165,13 +178,9 @@ impl Rows {
     /// three): prefetched while row `y` is computed. Nothing else brings them in early;
     /// without it the 4032 -> 3840 resize took 11 ms instead of 10.
     fn ahead(&self, y: usize) -> ([usize; 3], usize) {
-        let last = |y: usize| {
-            (y + 1 < self.starts.len())
-                .then(|| self.of(y).iter().map(|&(a, b, _)| a.max(b)).max())
-                .flatten()
-        };
         let mut rows = [0; 3];
         let mut count = 0;
+        let last = |y: usize| self.lasts.get(y).copied().flatten();
         if let (Some(now), Some(next)) = (last(y), last(y + 1)) {
             if let Some(new_rows) = (next.saturating_sub(now)).checked_div(self.stride) {
                 count = new_rows.min(3);
@@ -221,9 +230,18 @@ pub fn resize(
     let vertical = Rows::new(vertical.as_ref()?, stride, first as usize * CHANNELS);
     let span = (end - first) as usize * CHANNELS;
     let columns = match &horizontal {
-        Some(h) => Some(Columns::new(&shifted(h, first))?),
+        Some(h) => Some(Columns::new(h, first)?),
         None => None,
     };
+    // Every row read must hold `span` bytes from its offset.
+    if vertical
+        .lasts
+        .iter()
+        .flatten()
+        .any(|&last| last + span > src.data.len())
+    {
+        return None;
+    }
 
     let out_stride = width as usize * CHANNELS;
     let total = out_stride * height as usize;
@@ -236,18 +254,12 @@ pub fn resize(
         .enumerate()
     {
         let taps = vertical.of(y);
-        if taps
-            .iter()
-            .any(|&(a, b, _)| a.max(b) + span > src.data.len())
-        {
-            return None;
-        }
         let (ahead, ahead_count) = vertical.ahead(y);
         let ahead = &ahead[..ahead_count];
         match &columns {
             Some(columns) => {
                 // SAFETY: the CPU has the features (checked above); every row read holds
-                // `span` bytes from its offset (checked just above), `mid` holds `span` bytes
+                // `span` bytes from its offset (checked before the loop), `mid` holds `span` bytes
                 // and `columns.reach()`, and `out` holds one output row.
                 unsafe {
                     vertical_row(
@@ -282,21 +294,6 @@ pub fn resize(
         channels: CHANNELS,
         data,
     })
-}
-
-/// `pass` with its windows counted from source column `first`.
-fn shifted(pass: &Pass, first: u32) -> Pass {
-    Pass {
-        precision: pass.precision,
-        windows: pass
-            .windows
-            .iter()
-            .map(|w| weights::Window {
-                start: w.start - first,
-                weights: w.weights.clone(),
-            })
-            .collect(),
-    }
 }
 
 /// One output row of the vertical pass: `out[i] = clamp(sum_t w_t * src[row_t + i])` in fixed
