@@ -54,6 +54,15 @@ def cmd_failed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from imgpipe import pipeline  # noqa: PLC0415
+    from imgpipe.wiring import services_for  # noqa: PLC0415
+
+    del args
+    _print_json(pipeline.reconcile(services_for(settings)))
+    return 0
+
+
 def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
     from imgpipe.wiring import local_runtime  # noqa: PLC0415
 
@@ -138,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("image_ids", nargs="*", metavar="IMAGE_ID")
     p.set_defaults(func=cmd_failed)
+
+    p = sub.add_parser(
+        "reconcile", help="rebuild or repair the state store from the outputs' metadata.json"
+    )
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("queue", help="inspect and change the local queues")
     p.add_argument("action", choices=["list", "describe", "update", "pause", "resume", "purge"])

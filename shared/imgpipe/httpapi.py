@@ -10,10 +10,10 @@ import mimetypes
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from imgpipe import pipeline, tasks
+from imgpipe import pipeline, safejson, tasks
 from imgpipe.auth import ApiAuth, TaskAuth, lower_keys
 from imgpipe.errors import (
     FileTooLarge,
@@ -26,6 +26,7 @@ from imgpipe.model import is_image_id
 from imgpipe.settings import CACHE_CONTROL
 
 log = logging.getLogger("imgpipe.http")
+MAX_TASK_BODY = 1024 * 1024
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -67,29 +68,32 @@ def install_error_handlers(app: Flask) -> None:
         return error_response(Internal.code, "internal error", 500)
 
 
-def _json_body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=False)
     if not raw:
         return {}
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return payload
+    return safejson.loads_object(raw)
 
 
 def _image_id(image_id: str) -> str:
     if not is_image_id(image_id):
-        raise NotFound(f"no image {image_id!r}")
+        raise NotFound("no such image")
     return image_id
 
 
-def _optional_str(payload: dict[str, Any], key: str) -> str | None:
+def optional_str(payload: dict[str, Any], key: str) -> str | None:
     value = payload.get(key)
     if value is not None and not isinstance(value, str):
         raise InvalidRequest(f"'{key}' must be a string")
+    if value is not None and "\x00" in value:
+        raise InvalidRequest(f"'{key}' must not contain NUL")
+    return value
+
+
+def _optional_bool(payload: dict[str, Any], key: str) -> bool:
+    value = payload.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{key}' must be true or false")
     return value
 
 
@@ -116,7 +120,7 @@ def api_blueprint(
                 f"file is larger than {svc.settings.max_upload_bytes} bytes; "
                 "use POST /uploads/signed-url"
             )
-        job_id = request.form.get("job_id") or None
+        job_id = pipeline.check_job_id(request.form.get("job_id") or None)
         if job_id is not None and svc.state.get_job(job_id) is None:
             raise NotFound(f"no job {job_id}")
         record, queued = pipeline.submit(
@@ -142,18 +146,16 @@ def api_blueprint(
     @bp.post("/enqueue")
     def enqueue() -> Response:
         svc = get_svc()
-        payload = _json_body()
+        payload = json_body()
         ids = payload.get("image_ids")
-        prefix = _optional_str(payload, "prefix")
-        priority = _optional_str(payload, "priority")
-        job_name = _optional_str(payload, "job_name")
-        reprocess = payload.get("reprocess", False)
-        schedule = payload.get("schedule_time")
-        if not isinstance(reprocess, bool):
-            raise InvalidRequest("'reprocess' must be true or false")
-        if schedule is not None and not isinstance(schedule, int | float):
-            raise InvalidRequest("'schedule_time' must be epoch seconds")
-        schedule_time = float(schedule) if schedule is not None else None
+        prefix = optional_str(payload, "prefix")
+        priority = optional_str(payload, "priority")
+        job_name = optional_str(payload, "job_name")
+        reprocess = _optional_bool(payload, "reprocess")
+        everything = _optional_bool(payload, "all")
+        # Checked before anything is written: a refused request changes nothing.
+        schedule_time = pipeline.check_schedule(svc, payload.get("schedule_time"))
+        pipeline.queue_for(svc, priority)
         if ids is not None and prefix is not None:
             raise InvalidRequest("give 'image_ids' or 'prefix', not both")
         if ids is not None:
@@ -167,10 +169,18 @@ def api_blueprint(
                 job_name=job_name,
                 reprocess=reprocess,
             )
-        elif prefix is not None:
-            job_id, total = pipeline.enqueue_prefix(
-                svc, prefix, priority=priority, schedule_time=schedule_time, job_name=job_name
+        elif prefix is not None or everything:
+            job_id = pipeline.enqueue_prefix(
+                svc,
+                prefix or "",
+                everything=everything,
+                priority=priority,
+                schedule_time=schedule_time,
+                job_name=job_name,
             )
+            # The listing is walked by tasks: the count grows on GET /jobs/{id}.
+            body = {"job_id": job_id, "total_tasks": None, "status_url": f"/jobs/{job_id}"}
+            return json_response(body, 202)
         elif reprocess:
             job_id, total = pipeline.enqueue_stale(svc, priority=priority, job_name=job_name)
         else:
@@ -179,9 +189,13 @@ def api_blueprint(
 
     @bp.get("/jobs/<job_id>")
     def job(job_id: str) -> Response:
+        try:
+            pipeline.check_job_id(job_id)
+        except InvalidRequest:
+            raise NotFound("no such job") from None
         record = get_svc().state.get_job(job_id)
         if record is None:
-            raise NotFound(f"no job {job_id!r}")
+            raise NotFound(f"no job {job_id}")
         return json_response(record.to_json())
 
     @bp.get("/images/<image_id>")
@@ -190,7 +204,7 @@ def api_blueprint(
 
     @bp.delete("/images/<image_id>")
     def delete_image(image_id: str) -> Response:
-        pipeline.delete_image(get_svc(), _image_id(image_id))
+        pipeline.delete_image(get_svc(), _image_id(image_id))  # idempotent
         return json_response({"image_id": image_id, "deleted": True})
 
     @bp.get("/status")
@@ -204,7 +218,7 @@ def api_blueprint(
 
     @bp.post("/failed/retry")
     def failed_retry() -> Response:
-        payload = _json_body()
+        payload = json_body()
         ids = payload.get("image_ids")
         if ids is not None and (
             not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
@@ -222,11 +236,17 @@ def api_blueprint(
         @bp.get("/files/<path:path>")
         def files(path: str) -> Response:
             svc = get_svc()
+            if "\x00" in path:
+                raise InvalidRequest("bad file path")
+            # Renditions only: originals live in a store of their own, never served here.
+            if not path.startswith(svc.outputs_prefix) or path.endswith("/"):
+                raise NotFound("no such file")
             data = svc.blobs.get(path)
             mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
             response = Response(data, mimetype=mime)
-            if not path.endswith("metadata.json"):
-                response.headers["Cache-Control"] = CACHE_CONTROL
+            response.headers["Cache-Control"] = (
+                "no-cache" if path.endswith("metadata.json") else CACHE_CONTROL
+            )
             return response
 
     return bp
@@ -237,7 +257,11 @@ def tasks_blueprint(get_svc: Callable[[], pipeline.Services], auth: TaskAuth) ->
 
     @bp.before_request
     def _check_task_auth() -> None:
+        # Nothing of the body is read (or logged) before the caller is known to be the queue.
         auth.check(lower_keys(request.headers.items()))
+        g.task_authenticated = True
+        if (request.content_length or 0) <= MAX_TASK_BODY:
+            request.get_data(cache=True)  # small references: kept for the request's log line
 
     @bp.post("/tasks/process")
     def process() -> Response:

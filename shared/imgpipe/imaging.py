@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 ImageInfo = _imgcore.ImageInfo
 Processed = _imgcore.Processed
+Palette = _imgcore.Palette
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp"}
@@ -74,4 +75,12 @@ def process(
     )
 
 
-__all__ = ["CONTENT_TYPES", "EXTENSIONS", "ImageInfo", "Limits", "PermanentError", "Processed"]
+__all__ = [
+    "CONTENT_TYPES",
+    "EXTENSIONS",
+    "ImageInfo",
+    "Limits",
+    "Palette",
+    "PermanentError",
+    "Processed",
+]

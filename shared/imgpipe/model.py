@@ -16,6 +16,12 @@ class State(StrEnum):
     PROCESSING = "processing"
     DONE = "done"
     FAILED = "failed"
+    # A tombstone: the image was deleted. Kept until the sweeper has removed whatever a worker
+    # that was rendering it wrote afterwards, so that a delete always wins.
+    DELETED = "deleted"
+
+
+VISIBLE_STATES = (State.QUEUED, State.PROCESSING, State.DONE, State.FAILED)
 
 
 class TaskStatus(StrEnum):
@@ -27,10 +33,17 @@ class TaskStatus(StrEnum):
 
 # Which states each state may move to; every transition is a compare-and-set on the state.
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.PROCESSING, State.FAILED, State.QUEUED}),
-    State.PROCESSING: frozenset({State.DONE, State.QUEUED, State.FAILED, State.PROCESSING}),
-    State.DONE: frozenset({State.QUEUED}),
-    State.FAILED: frozenset({State.QUEUED}),
+    # -> done without processing: repaired from a complete metadata.json (reconcile, sweeper).
+    State.QUEUED: frozenset(
+        {State.PROCESSING, State.FAILED, State.QUEUED, State.DONE, State.DELETED}
+    ),
+    State.PROCESSING: frozenset(
+        {State.DONE, State.QUEUED, State.FAILED, State.PROCESSING, State.DELETED}
+    ),
+    State.DONE: frozenset({State.QUEUED, State.DONE, State.DELETED}),
+    State.FAILED: frozenset({State.QUEUED, State.DONE, State.DELETED}),
+    # The same bytes uploaded again after a delete are a new image.
+    State.DELETED: frozenset({State.QUEUED, State.DELETED}),
 }
 
 
@@ -49,6 +62,12 @@ def is_image_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
+def object_letter_key(path: str) -> str:
+    """The key of a dead letter for an object that never became an image: hashed, since an
+    object name may hold any character (a '/' is not allowed in a Firestore document id)."""
+    return "object-" + hashlib.sha256(path.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     image_id: str
@@ -65,6 +84,19 @@ class ImageRecord:
     error_message: str | None = None
     sweeps: int = 0
     result: JsonDict | None = None  # metadata.json content once done
+    # The task that carries the image now (checked by the sweeper: a `queued` image whose task
+    # is gone is repaired) and the job task it counts for.
+    task_name: str | None = None
+    task_queue: str | None = None
+    job_id: str | None = None
+    job_key: str | None = None
+    # The attempt that set `processing` (task name; `attempts` and `started_at` say which try):
+    # a later attempt of the same task may take over at once, another task may not.
+    started_by: str | None = None
+    first_attempt_at: float | None = None
+    # Output files that a re-render replaced; removed by the sweeper after `cleanup_at`.
+    superseded: list[str] | None = None
+    cleanup_at: float | None = None
 
     def evolve(self, **changes: Any) -> ImageRecord:
         return replace(self, **changes)
@@ -77,6 +109,7 @@ class JobRecord:
     created_at: float
     total_tasks: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    listing: bool = False  # an enqueue by prefix is still walking the listing
 
     @property
     def finished(self) -> int:
@@ -88,12 +121,17 @@ class JobRecord:
         return {
             "id": self.job_id,
             "name": self.name,
-            "status": "done" if total and done >= total else ("empty" if not total else "running"),
+            "status": "running"
+            if self.listing
+            else ("done" if total and done >= total else ("empty" if not total else "running")),
             "total_tasks": total,
             "completed_tasks": self.counts.get("done", 0),
             "failed_tasks": self.counts.get("failed", 0),
             "skipped_tasks": self.counts.get("skipped", 0),
-            "progress_percentage": round(100.0 * done / total, 1) if total else 100.0,
+            "progress_percentage": round(100.0 * done / total, 1)
+            if total
+            else (0.0 if self.listing else 100.0),
+            "listing": self.listing,
         }
 
 
@@ -109,6 +147,11 @@ class DeadLetter:
     # The uploads-store object of an object task that never became an image (unreadable, or
     # refused at the door): what `failed retry` enqueues again.
     source_object: str | None = None
+    # The attempt the letter is about: it marks the image failed only while the image is still
+    # at that generation and start time (a late letter never touches a newer attempt).
+    generation: int | None = None
+    started_at: float | None = None
+    job_id: str | None = None
 
     def to_json(self) -> JsonDict:
         return {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from imgpipe.model import DeadLetter, ImageRecord, JobRecord, State, TaskStatus
+from imgpipe.queueconfig import RetryConfig
 
 
 class Clock(Protocol):
@@ -43,6 +44,16 @@ class TaskQueue(Protocol):
 
     def stats(self) -> list[QueueStats]: ...
 
+    def exists(self, queue: str, name: str) -> bool:
+        """Whether the task is live (queued, in backoff or being dispatched); a finished or
+        deleted task is not. Raises `TransientError` when the queue cannot be asked."""
+        ...
+
+    def retry_config(self, queue: str) -> RetryConfig:
+        """The queue's own retry settings, which decide when it gives up on a task: the worker
+        knows its last attempt from these, never from a second copy."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
@@ -50,22 +61,46 @@ class BlobInfo:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class BlobPage:
+    items: list[BlobInfo]
+    next_token: str | None  # None = the listing is complete
+
+
 class BlobStore(Protocol):
     def put(
-        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
+        self,
+        path: str,
+        data: bytes,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+        overwrite: bool = False,
     ) -> bool:
-        """Create-once write; False when the object already exists (left unchanged)."""
+        """Create-once write; False when the object already exists (left unchanged).
+        `overwrite` replaces it atomically instead (mutable objects: metadata.json)."""
         ...
 
-    def get(self, path: str) -> bytes:
-        """Raises `NotFound` when absent."""
+    def get(self, path: str, max_bytes: int | None = None) -> bytes:
+        """Raises `NotFound` when absent, `FileTooLarge` when larger than `max_bytes` (never
+        reading more than that)."""
+        ...
+
+    def size(self, path: str) -> int | None:
+        """The object's size from its metadata (no byte read); None when absent."""
         ...
 
     def exists(self, path: str) -> bool: ...
 
+    def delete(self, path: str) -> bool: ...
+
     def delete_prefix(self, prefix: str) -> int: ...
 
     def list(self, prefix: str) -> Iterator[BlobInfo]: ...
+
+    def list_page(self, prefix: str, token: str | None, limit: int) -> BlobPage:
+        """One page of the listing in name order; pass `next_token` back for the next."""
+        ...
 
     def url(self, path: str) -> str: ...
 
@@ -93,7 +128,9 @@ class StateStore(Protocol):
         None when the precondition failed."""
         ...
 
-    def delete_image(self, image_id: str) -> bool: ...
+    def purge_image(self, image_id: str) -> bool:
+        """Remove the record for good (a `deleted` tombstone once its outputs are gone)."""
+        ...
 
     def list_images(
         self,
@@ -101,12 +138,20 @@ class StateStore(Protocol):
         state: State | None = None,
         not_fingerprint: str | None = None,
         started_before: float | None = None,
+        updated_before: float | None = None,
+        cleanup_before: float | None = None,
         limit: int = 1000,
     ) -> list[ImageRecord]: ...
 
     def count_by_state(self) -> dict[str, int]: ...
 
-    def create_job(self, job_id: str, name: str | None, created_at: float) -> None: ...
+    def create_job(
+        self, job_id: str, name: str | None, created_at: float, *, listing: bool = False
+    ) -> None: ...
+
+    def finish_listing(self, job_id: str) -> None:
+        """The enqueue by prefix of this job has walked its whole listing."""
+        ...
 
     def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
         """A per-task record (task_key unique within the job); False when already there."""
@@ -119,9 +164,16 @@ class StateStore(Protocol):
     def get_job(self, job_id: str) -> JobRecord | None: ...
 
     def record_dead_letter(self, letter: DeadLetter) -> bool:
-        """Store it (idempotent by task name) and mark the image failed, atomically."""
+        """Store it (idempotent by task name) and mark the image failed, atomically. With
+        `letter.generation` set, only while the image is still at that generation (and
+        `started_at`, when set) and `queued` or `processing`; a letter about an older attempt
+        of an image that moved on is dropped. Returns whether a new letter was stored."""
         ...
 
     def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
 
-    def remove_dead_letters(self, image_ids: Iterable[str]) -> int: ...
+    def remove_dead_letters(self, task_names: Iterable[str]) -> int:
+        """Exactly these letters (by task name), never others of the same image."""
+        ...
+
+    def remove_image_letters(self, image_id: str) -> int: ...

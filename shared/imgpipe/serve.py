@@ -52,10 +52,20 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> int:
             except Exception:
                 log.exception("sweep failed")
 
+    def drain_then_stop() -> None:
+        # The server keeps answering while tasks in flight finish: they reach it over HTTP.
+        dispatcher.stop(wait=True, grace=settings.shutdown_grace)
+        server.shutdown()
+
     def shutdown(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
+        del frame
+        if stop.is_set():
+            return
         stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        log.info(
+            "signal %d: finishing tasks in flight (up to %g s)", signum, settings.shutdown_grace
+        )
+        threading.Thread(target=drain_then_stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
@@ -71,5 +81,5 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> int:
         server.serve_forever()
     finally:
         stop.set()
-        dispatcher.stop()
+        dispatcher.stop(wait=False)
     return 0

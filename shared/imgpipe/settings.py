@@ -38,6 +38,7 @@ class Settings:
     location: str = "us-central1"
     bucket: str | None = None
     upload_bucket: str | None = None
+    originals_bucket: str | None = None  # private: originals keep their EXIF and GPS
     queue: str = "normal"
     queue_high: str = "high"
     worker_url: str | None = None
@@ -54,6 +55,7 @@ class Settings:
     cloud_tasks_emulator_host: str | None = None
     oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL  # JWKS; tests serve their own
     url_mode: str = "public"  # rendition URLs on GCS: "public" | "signed" (V4)
+    shutdown_grace: float = 20.0  # SIGTERM: seconds for tasks in flight to finish
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +73,7 @@ class Settings:
             location=reader.get("IMGPIPE_LOCATION", "us-central1", str),
             bucket=reader.optional("IMGPIPE_BUCKET"),
             upload_bucket=reader.optional("IMGPIPE_UPLOAD_BUCKET"),
+            originals_bucket=reader.optional("IMGPIPE_ORIGINALS_BUCKET"),
             queue=reader.get("IMGPIPE_QUEUE", "normal", str),
             queue_high=reader.get("IMGPIPE_QUEUE_HIGH", "high", str),
             worker_url=reader.optional("IMGPIPE_WORKER_URL"),
@@ -89,6 +92,7 @@ class Settings:
             cloud_tasks_emulator_host=reader.optional("CLOUD_TASKS_EMULATOR_HOST"),
             oidc_certs_url=reader.get("IMGPIPE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL, str),
             url_mode=reader.get("IMGPIPE_URL_MODE", "public", _choice("public", "signed")),
+            shutdown_grace=reader.get("IMGPIPE_SHUTDOWN_GRACE", 20.0, _seconds(0.0, 3600.0)),
         )
         if settings.backend == "gcp":
             _require_gcp(settings)
@@ -146,15 +150,30 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(f"expected seconds in {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
 def _require_gcp(settings: Settings) -> None:
     required = {
         "GOOGLE_CLOUD_PROJECT": settings.project,
         "IMGPIPE_BUCKET": settings.bucket,
+        "IMGPIPE_ORIGINALS_BUCKET": settings.originals_bucket,
         "IMGPIPE_API_TOKEN": settings.api_token,
         "IMGPIPE_WORKER_URL": settings.worker_url,
         "IMGPIPE_FAILURE_URL": settings.failure_url,
     }
     missing = [name for name, value in required.items() if not value]
+    if settings.originals_bucket and settings.originals_bucket == settings.bucket:
+        raise ConfigError(
+            "IMGPIPE_ORIGINALS_BUCKET must not be IMGPIPE_BUCKET: originals stay private"
+        )
     if settings.task_auth == "secret" and not settings.task_secret:
         missing.append("IMGPIPE_TASK_SECRET")
     if settings.task_auth == "oidc" and not settings.tasks_service_account:

@@ -45,11 +45,14 @@ def local_runtime(
     data.mkdir(parents=True, exist_ok=True)
     configs = queue_configs(settings)
     queue = SqliteTaskQueue(data / queue_file, clock, configs)
-    # The queue's stored settings win (`imgpipe queue update`); the worker's retry view must
-    # agree with what the queue will actually do.
-    by_name = {info.config.name: info.config for info in queue.list_queues()}
-    retry = by_name.get(settings.queue, configs[-1]).retry
-    deadline = by_name.get(settings.queue, configs[-1]).dispatch_deadline
+    # The worker reads the queue's stored retry settings at each failure (`retry_config`);
+    # the deadline only sizes the sweeper's patience, the longest of the queues'.
+    deadline = max(info.config.dispatch_deadline for info in queue.list_queues())
+    originals = data / "originals"
+    legacy = data / "files" / "originals"
+    if legacy.is_dir() and not originals.exists():
+        # Data dirs from before originals moved out of the served folder.
+        legacy.rename(originals)
     uploads_root = Path(settings.upload_bucket) if settings.upload_bucket else data / "uploads"
     if out_dir is not None:
         blobs = FileBlobStore(out_dir)
@@ -63,10 +66,11 @@ def local_runtime(
         blobs=blobs,
         queue=queue,
         clock=clock,
-        retry=retry,
+        originals=FileBlobStore(originals),
         dispatch_deadline=deadline,
         outputs_prefix=prefix,
         uploads=FileBlobStore(uploads_root),
+        immutable_outputs=out_dir is None,
     )
     return LocalRuntime(services, queue, configs)
 

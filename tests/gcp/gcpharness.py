@@ -29,6 +29,7 @@ LOCATION = "us-central1"
 MAX_ATTEMPTS = 3  # the emulator's --max-retries is MAX_ATTEMPTS - 1 (it counts retries)
 FUNCTIONS = ("upload", "ingest", "enqueue", "worker", "failure", "status", "sweeper")
 TASKS_SA = "imgpipe-tasks@e2e.iam.gserviceaccount.com"
+ORIGINALS_BUCKET = "e2e-originals"
 
 
 @pytest.fixture(scope="session")
@@ -299,7 +300,13 @@ def create_queues(tasks_host: str, project: str, names: tuple[str, ...]) -> None
     client, _ = emulator_clients(tasks_host)
     parent = f"projects/{project}/locations/{LOCATION}"
     for name in names:
-        client.create_queue(parent=parent, queue=tasks_v2.Queue(name=f"{parent}/queues/{name}"))
+        # The worker reads its last attempt from the queue's own RetryConfig, as on Google
+        # Cloud where setup sets it; the emulator itself retries per its --max-retries.
+        queue = tasks_v2.Queue(
+            name=f"{parent}/queues/{name}",
+            retry_config=tasks_v2.RetryConfig(max_attempts=MAX_ATTEMPTS),
+        )
+        client.create_queue(parent=parent, queue=queue)
 
 
 @pytest.fixture(scope="session")
@@ -314,6 +321,7 @@ def deployment(  # noqa: PLR0917 (fixtures)
     project = gcs.project
     bucket = "e2e-out"
     gcs.create_bucket(bucket)
+    gcs.create_bucket(ORIGINALS_BUCKET)
     create_queues(tasks_host, project, ("high", "normal"))
     ports = {name: gcpenv.free_port() for name in FUNCTIONS}
     proxy = gcpenv.FlakyProxy(gcs.base)
@@ -323,6 +331,7 @@ def deployment(  # noqa: PLR0917 (fixtures)
         "IMGPIPE_LOCATION": LOCATION,
         "IMGPIPE_BUCKET": bucket,
         "IMGPIPE_UPLOAD_BUCKET": gcs.upload_bucket,
+        "IMGPIPE_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
         "IMGPIPE_API_TOKEN": TOKEN,
         "IMGPIPE_TASK_AUTH": "secret",
         "IMGPIPE_TASK_SECRET": SECRET,

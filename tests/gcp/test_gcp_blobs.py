@@ -98,13 +98,20 @@ def test_signed_urls(gcs: Gcs, bucket: str, sa_key_file: Path) -> None:
     assert query["X-Goog-Credential"][0].startswith("imgpipe-functions@")
     assert query["X-Goog-Expires"] == ["3600"]
     # A signed PUT into the bucket, as a browser would use it (fake-gcs skips the signature).
-    upload = store.signed_upload("incoming/photo.jpg", "image/jpeg")
-    assert (
-        "content-type"
-        in urllib.parse.parse_qs(urllib.parse.urlsplit(upload.url).query)["X-Goog-SignedHeaders"][0]
-    )
+    upload = store.signed_upload("incoming/photo.jpg", "image/jpeg", 1000)
+    signed = urllib.parse.parse_qs(urllib.parse.urlsplit(upload.url).query)
+    # The size range is a signed header: Cloud Storage refuses a body outside it.
+    assert signed["X-Goog-SignedHeaders"][0].split(";") == [
+        "content-type",
+        "host",
+        "x-goog-content-length-range",
+    ]
+    assert upload.headers == {"x-goog-content-length-range": "0,1000"}
     status, _, body = gcpenv.http(
-        "PUT", upload.url, body=b"uploaded", headers={"Content-Type": "image/jpeg"}
+        "PUT",
+        upload.url,
+        body=b"uploaded",
+        headers={"Content-Type": "image/jpeg", **upload.headers},
     )
     assert status == 200, body
     assert store.get("incoming/photo.jpg") == b"uploaded"

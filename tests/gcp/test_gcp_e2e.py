@@ -12,7 +12,15 @@ from typing import Any
 
 import gcpenv
 import pytest
-from gcpharness import SECRET, TASKS_SA, TOKEN, Deployment, SigningKey, make_jpeg
+from gcpharness import (
+    ORIGINALS_BUCKET,
+    SECRET,
+    TASKS_SA,
+    TOKEN,
+    Deployment,
+    SigningKey,
+    make_jpeg,
+)
 
 from imgpipe import pipeline
 from imgpipe.model import State, image_id_for
@@ -38,6 +46,13 @@ def assert_done(dep: Deployment, view: dict[str, Any], widths: set[int]) -> None
     metadata = json.loads(body)
     assert metadata["image_id"] == view["image_id"]
     assert metadata["palette"] == palette
+    # The public bucket's metadata.json names neither the original nor the uploader's file.
+    assert set(metadata["source"]) == {"format", "width", "height", "orientation", "bytes"}
+    assert "original" not in body.decode() and "upload" not in metadata["source"]
+    # Originals live in their own (private) bucket, never in the public outputs bucket.
+    image_id = view["image_id"]
+    assert gcpenv.http("GET", f"{base}/{dep.bucket}/originals/{image_id}")[0] == 404
+    assert gcpenv.http("GET", f"{base}/{ORIGINALS_BUCKET}/originals/{image_id}")[0] == 200
 
 
 def object_meta(dep: Deployment, path: str) -> dict[str, Any]:
@@ -60,7 +75,8 @@ def test_upload_to_done(deployment: Deployment) -> None:
     view = deployment.wait_image(image_id)
     assert_done(deployment, view, {320, 480})
     assert view["attempts"] == 1
-    meta = object_meta(deployment, f"processed/{image_id}/w320.webp")
+    [webp] = [r for r in view["renditions"] if r["name"] == "w320" and r["format"] == "webp"]
+    meta = object_meta(deployment, f"processed/{image_id}/{webp['file']}")
     assert meta["contentType"] == "image/webp"
     assert meta["cacheControl"] == "public, max-age=31536000, immutable"
     # The same bytes again: already known, 200 with the current state, nothing queued.
@@ -107,7 +123,8 @@ def test_signed_url_upload_goes_through_finalize(deployment: Deployment) -> None
         json_body={"filename": "../holiday photo.jpg", "content_type": "image/jpeg"},
     )
     assert status == 200, signed
-    assert signed["method"] == "PUT" and signed["bucket"] == deployment.upload_bucket
+    assert signed["method"] == "PUT"
+    assert signed["headers"]["x-goog-content-length-range"] == f"0,{512 * 1024 * 1024}"
     assert signed["object"].endswith("/holiday_photo.jpg")
     assert "X-Goog-Signature=" in signed["url"]
     status, _, body = gcpenv.http("PUT", signed["url"], body=data, headers=signed["headers"])
@@ -236,7 +253,7 @@ def test_routes_are_per_function_and_errors_are_json(deployment: Deployment) -> 
     status, body = deployment.call(
         "sweeper", "POST", "/", key=None, headers={"X-Imgpipe-Task-Secret": SECRET}
     )
-    assert status == 200 and body == {"requeued": 0, "dead_lettered": 0}
+    assert status == 200 and (body["requeued"], body["dead_lettered"]) == (0, 0)
 
 
 def test_worker_with_oidc(

@@ -9,7 +9,7 @@ import pytest
 from google.cloud import firestore
 
 from imgpipe.gcp.state import FirestoreStateStore
-from imgpipe.model import DeadLetter, ImageRecord, State, TaskStatus
+from imgpipe.model import DeadLetter, ImageRecord, State, TaskStatus, object_letter_key
 
 
 @pytest.fixture
@@ -146,9 +146,30 @@ def test_dead_letters(store: FirestoreStateStore) -> None:
     assert store.record_dead_letter(other)  # no image record: the letter alone
     assert [d.task_name for d in store.list_dead_letters()] == ["task-2", "task-1"]
     assert store.list_dead_letters(limit=1) == [other]
-    assert store.remove_dead_letters(["b" * 32, "z" * 32]) == 1
+    assert store.remove_dead_letters(["task-2", "no-such-task"]) == 1
     assert store.list_dead_letters() == [letter]
-    assert store.delete_image("a" * 32)
+    assert store.remove_image_letters("a" * 32) == 1
+    assert store.purge_image("a" * 32)
     assert store.get_image("a" * 32) is None
     assert store.list_dead_letters() == []
-    assert not store.delete_image("a" * 32)
+    assert not store.purge_image("a" * 32)
+
+
+def test_dead_letter_of_an_object_with_slashes_is_kept(store: FirestoreStateStore) -> None:
+    # Signed-upload objects are named `<uuid>/<file name>`: the letter's key must still work.
+    key = object_letter_key("3f2a/holiday photos/IMG_0001.HEIC")
+    letter = DeadLetter(key, "obj-task", "unsupported_format", "x", 1, 1.0, 2.0, "3f2a/x")
+    assert store.record_dead_letter(letter)
+    assert [d.image_id for d in store.list_dead_letters()] == [key]
+    assert store.remove_dead_letters(["obj-task"]) == 1
+
+
+def test_a_late_letter_never_fails_a_newer_attempt(store: FirestoreStateStore) -> None:
+    store.insert_image(record(state=State.PROCESSING, generation=3, started_at=50.0))
+    stale = DeadLetter("a" * 32, "old", "unavailable", "x", 5, 1.0, 9.0, generation=2)
+    assert not store.record_dead_letter(stale)
+    late = DeadLetter("a" * 32, "t", "unavailable", "x", 5, 1.0, 9.0, generation=3, started_at=1.0)
+    assert not store.record_dead_letter(late)
+    image = store.get_image("a" * 32)
+    assert image is not None and image.state is State.PROCESSING
+    assert store.list_dead_letters() == []

@@ -4,90 +4,17 @@ sweeper, duplicate deliveries, reprocessing."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from corpus import corpus_dir
 from imgpipe import pipeline, tasks
-from imgpipe.clock import FakeClock
-from imgpipe.errors import TransientError
 from imgpipe.local.blobs import FileBlobStore
-from imgpipe.local.dispatcher import Dispatcher, Handler
 from imgpipe.model import DeadLetter, State
-from imgpipe.settings import Settings
-from imgpipe.wiring import local_runtime
-
-PHOTO = "baseline_mongolia.jpeg"
-
-
-class FlakyBlobs(FileBlobStore):
-    """The real file store, failing its first `failures` writes like an unreachable bucket."""
-
-    def __init__(self, root: Path, failures: int) -> None:
-        super().__init__(root)
-        self.failures = failures
-
-    def put(
-        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
-    ) -> bool:
-        if self.failures > 0 and not path.startswith("originals/"):
-            self.failures -= 1
-            raise TransientError("storage unavailable (injected)")
-        return super().put(path, data, content_type=content_type, cache_control=cache_control)
-
-
-class Harness:
-    def __init__(self, tmp: Path, failures: int = 0, **env: str) -> None:
-        self.clock = FakeClock()
-        settings = Settings.from_env({"IMGPIPE_DATA_DIR": str(tmp / "data"), **env})
-        runtime = local_runtime(settings, clock=self.clock)
-        self.queue = runtime.queue
-        self.blobs = FlakyBlobs(tmp / "data" / "files", failures)
-        self.svc = dataclasses.replace(runtime.services, blobs=self.blobs)
-        self.calls: list[int] = []
-
-        def worker(headers: dict[str, str], body: bytes) -> int:
-            lowered = {k.lower(): v for k, v in headers.items()}
-            status = tasks.process(self.svc, lowered, body)[0]
-            self.calls.append(status)
-            return status
-
-        def failure(headers: dict[str, str], body: bytes) -> int:
-            return tasks.record_failure(self.svc, body)[0]
-
-        targets: dict[str, Handler | str] = {"worker": worker, "failure": failure}
-        self.dispatcher = Dispatcher(self.queue, self.clock, targets, poll_interval=0.01)
-
-    def drain(self, rounds: int = 20) -> None:
-        """Dispatch what is due, then jump the clock to the next retry, until nothing is left."""
-        for _ in range(rounds):
-            self.dispatcher.run_until_idle(timeout=60)
-            due = [self.queue.next_due(q) for q in ("high", "normal")]
-            times = [d.dispatch_at for d in due if d is not None]
-            if not times:
-                return
-            self.clock.advance(max(0.0, min(times) - self.clock.now()) + 0.001)
-        raise AssertionError("queue did not drain")
-
-    def submit(self, name: str = PHOTO) -> str:
-        data = (corpus_dir() / name).read_bytes()
-        record, queued = pipeline.submit(self.svc, data, {"upload": name})
-        assert queued
-        return record.image_id
-
-    def outputs(self, image_id: str) -> list[str]:
-        folder = self.blobs.root / "processed" / image_id
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    yield Harness(tmp_path)
+from localharness import PHOTO, Harness
 
 
 def test_a_task_renders_once_and_a_second_delivery_skips(harness: Harness) -> None:
@@ -145,7 +72,7 @@ def test_last_attempt_dead_letters_exactly_once(tmp_path: Path) -> None:
     assert tasks.record_failure(harness.svc, json.dumps(again).encode())[1]["new"] is False
     assert len(harness.svc.state.list_dead_letters()) == 1
     # And a retry brings it back under a fresh task name.
-    harness.blobs.failures = 0
+    harness.blobs.heal()
     _, count = pipeline.retry_failed(harness.svc)
     assert count == 1
     harness.drain()
@@ -160,9 +87,10 @@ def test_an_object_refused_at_the_door_is_retried_from_its_dead_letter(
     svc = harness.svc
     assert isinstance(svc.uploads, FileBlobStore)
     assert svc.uploads.put("drop/photo.jpg", b"not an image at all", content_type="image/jpeg")
-    _, queued = pipeline.enqueue_prefix(svc, "drop/")
-    assert queued == 1
+    job_id = pipeline.enqueue_prefix(svc, "drop/")
     harness.drain()
+    job = svc.state.get_job(job_id)
+    assert job is not None and job.to_json()["total_tasks"] == 1
     [letter] = svc.state.list_dead_letters()
     assert letter.error_code == "unsupported_format"
     assert letter.source_object == "drop/photo.jpg"
@@ -214,9 +142,9 @@ def test_sweeper_requeues_stuck_images_then_dead_letters(harness: Harness) -> No
         harness.clock.advance(svc.dispatch_deadline + pipeline.SWEEP_MARGIN + 1)
         result = pipeline.sweep(svc)
         if sweep < pipeline.SWEEP_LIMIT:
-            assert result == {"requeued": 1, "dead_lettered": 0}
+            assert (result["requeued"], result["dead_lettered"]) == (1, 0)
         else:
-            assert result == {"requeued": 0, "dead_lettered": 1}
+            assert (result["requeued"], result["dead_lettered"]) == (0, 1)
     record = svc.state.get_image(image_id)
     assert record is not None and record.state is State.FAILED
     assert record.sweeps == pipeline.SWEEP_LIMIT

@@ -78,7 +78,31 @@ def test_dead_letter_marks_image_failed_once(tmp_path: Path) -> None:
     image = store.get_image("a" * 32)
     assert image is not None and image.state is State.FAILED
     assert [d.task_name for d in store.list_dead_letters()] == ["task-1"]
-    assert store.remove_dead_letters(["a" * 32]) == 1
+    newer = DeadLetter("a" * 32, "task-2", "unavailable", "down again", 5, 10.0, 19.0)
+    assert store.record_dead_letter(newer)
+    # Removing by task name removes exactly that letter, not every letter of the image.
+    assert store.remove_dead_letters(["task-1"]) == 1
+    assert [d.task_name for d in store.list_dead_letters()] == ["task-2"]
+
+
+def test_a_letter_about_an_older_attempt_does_not_touch_a_newer_one(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    store.insert_image(_record())
+    moved = store.transition(
+        "a" * 32, [State.QUEUED], {"generation": 2, "started_at": 50.0, "state": State.QUEUED}
+    )
+    assert moved is not None
+    stale = DeadLetter("a" * 32, "old", "unavailable", "x", 5, 1.0, 9.0, generation=1)
+    assert not store.record_dead_letter(stale)
+    late = DeadLetter("a" * 32, "t", "unavailable", "x", 5, 1.0, 9.0, generation=2, started_at=4.0)
+    assert not store.record_dead_letter(late)
+    image = store.get_image("a" * 32)
+    assert image is not None and image.state is State.QUEUED
+    assert store.list_dead_letters() == []
+    current = DeadLetter("a" * 32, "t", "unavailable", "x", 5, 1.0, 9.0, 2, started_at=50.0)
+    assert store.record_dead_letter(current)
+    image = store.get_image("a" * 32)
+    assert image is not None and image.state is State.FAILED
 
 
 def test_dead_letter_keeps_its_source_object_across_a_schema_upgrade(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from google.api_core.retry import Retry
 from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY  # type: ignore[import-untyped]
 
-from imgpipe.errors import NotFound
+from imgpipe.errors import FileTooLarge, NotFound
 from imgpipe.gcp._errors import translated
-from imgpipe.ports import BlobInfo
+from imgpipe.ports import BlobInfo, BlobPage
 
 # Brief blips are retried here; a longer outage becomes a TransientError and the task is
 # retried by Cloud Tasks with its own backoff (a worker must not sit in one attempt for long).
@@ -59,6 +59,7 @@ class SignedUpload:
     object: str
     content_type: str
     expires_at: float
+    headers: dict[str, str]  # to send with the PUT, besides Content-Type
 
 
 class GcsBlobStore:
@@ -86,7 +87,13 @@ class GcsBlobStore:
         self._timeout = timeout
 
     def put(
-        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
+        self,
+        path: str,
+        data: bytes,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+        overwrite: bool = False,
     ) -> bool:
         blob = self._bucket.blob(path, chunk_size=CHUNK_SIZE if len(data) > CHUNK_SIZE else None)
         blob.cache_control = cache_control
@@ -94,10 +101,11 @@ class GcsBlobStore:
             try:
                 # Precondition "no live generation": of two writers exactly one creates it.
                 # The precondition makes the write idempotent, so the client may retry it.
+                # An overwrite is idempotent too (same bytes), and an object write is atomic.
                 blob.upload_from_string(
                     data,
                     content_type=content_type,
-                    if_generation_match=0,
+                    if_generation_match=None if overwrite else 0,
                     retry=self._retry,
                     timeout=self._timeout,
                 )
@@ -105,14 +113,20 @@ class GcsBlobStore:
                 return False
         return True
 
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, max_bytes: int | None = None) -> bytes:
         with translated(f"reading gs://{self.bucket_name}/{path}"):
             try:
+                # A ranged read: an object replaced by a larger one after its size was checked
+                # still never brings more than max_bytes + 1 into memory.
                 data: bytes = self._bucket.blob(path).download_as_bytes(
-                    retry=self._retry, timeout=self._timeout
+                    end=None if max_bytes is None else max_bytes,
+                    retry=self._retry,
+                    timeout=self._timeout,
                 )
             except gexc.NotFound:
                 raise NotFound(f"no object {path}") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise FileTooLarge(f"the object is larger than {max_bytes} bytes")
         return data
 
     def exists(self, path: str) -> bool:
@@ -125,6 +139,14 @@ class GcsBlobStore:
         with translated(f"reading metadata of gs://{self.bucket_name}/{path}"):
             blob = self._bucket.get_blob(path, retry=self._retry, timeout=self._timeout)
         return None if blob is None else int(blob.size or 0)
+
+    def delete(self, path: str) -> bool:
+        with translated(f"deleting gs://{self.bucket_name}/{path}"):
+            try:
+                self._bucket.blob(path).delete(retry=self._retry, timeout=self._timeout)
+            except gexc.NotFound:
+                return False
+        return True
 
     def delete_prefix(self, prefix: str) -> int:
         count = 0
@@ -144,6 +166,21 @@ class GcsBlobStore:
             ):
                 yield BlobInfo(blob.name, int(blob.size or 0))
 
+    def list_page(self, prefix: str, token: str | None, limit: int) -> BlobPage:
+        with translated(f"listing gs://{self.bucket_name}/{prefix}*"):
+            iterator = self._client.list_blobs(
+                self._bucket,
+                prefix=prefix,
+                max_results=limit,
+                page_token=token,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            page = next(iterator.pages, None)
+            items = [] if page is None else [BlobInfo(b.name, int(b.size or 0)) for b in page]
+            next_token = iterator.next_page_token
+        return BlobPage(items, next_token or None)
+
     def url(self, path: str) -> str:
         if self._url_mode == "signed":
             return self._signed(path, "GET", SIGNED_URL_TTL)
@@ -151,15 +188,27 @@ class GcsBlobStore:
         return f"{endpoint}/{self.bucket_name}/{quote(path, safe='/~')}"
 
     def signed_upload(
-        self, path: str, content_type: str, ttl: dt.timedelta = SIGNED_URL_TTL
+        self,
+        path: str,
+        content_type: str,
+        max_bytes: int,
+        ttl: dt.timedelta = SIGNED_URL_TTL,
     ) -> SignedUpload:
-        """A V4 signed PUT URL; the client must send the same Content-Type."""
+        """A V4 signed PUT URL; the client must send the same Content-Type and the
+        `x-goog-content-length-range` header, which is signed: Cloud Storage refuses a body
+        outside 0..max_bytes before storing anything."""
         expires = dt.datetime.now(dt.UTC) + ttl
-        url = self._signed(path, "PUT", ttl, content_type=content_type)
-        return SignedUpload(url, path, content_type, expires.timestamp())
+        headers = {"x-goog-content-length-range": f"0,{max_bytes}"}
+        url = self._signed(path, "PUT", ttl, content_type=content_type, headers=headers)
+        return SignedUpload(url, path, content_type, expires.timestamp(), headers)
 
     def _signed(
-        self, path: str, method: str, ttl: dt.timedelta, content_type: str | None = None
+        self,
+        path: str,
+        method: str,
+        ttl: dt.timedelta,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         endpoint = str(self._client.api_endpoint).rstrip("/")
         with translated(f"signing a URL for gs://{self.bucket_name}/{path}"):
@@ -168,6 +217,7 @@ class GcsBlobStore:
                 expiration=ttl,
                 method=method,
                 content_type=content_type,
+                headers=None if headers is None else dict(headers),  # the library adds to it
                 api_access_endpoint=endpoint,
                 **self._signer.kwargs(),
             )

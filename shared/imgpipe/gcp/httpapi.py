@@ -9,19 +9,20 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from flask import Blueprint, Flask, Request, Response, request
+from flask import Blueprint, Flask, Request, Response, g, request
 
 from imgpipe import pipeline
 from imgpipe.auth import ApiAuth, TaskAuth, lower_keys
 from imgpipe.errors import InvalidRequest, NotFound
 from imgpipe.gcp.wiring import GcpRuntime, oidc_verifier
 from imgpipe.httpapi import (
-    _json_body,
-    _optional_str,
     api_blueprint,
     install_error_handlers,
+    json_body,
     json_response,
+    optional_str,
     tasks_blueprint,
 )
 from imgpipe.settings import Settings
@@ -55,19 +56,20 @@ def signed_url_view(runtime: Callable[[], GcpRuntime]) -> Callable[[], Response]
         uploads = runtime().uploads
         if uploads is None:
             raise InvalidRequest("signed upload URLs need IMGPIPE_UPLOAD_BUCKET")
-        payload = _json_body()
-        filename = _optional_str(payload, "filename") or "upload"
-        content_type = _optional_str(payload, "content_type") or "application/octet-stream"
+        payload = json_body()
+        filename = optional_str(payload, "filename") or "upload"
+        content_type = optional_str(payload, "content_type") or "application/octet-stream"
         if not UPLOAD_TYPES.fullmatch(content_type):
             raise InvalidRequest("'content_type' must be image/* or application/octet-stream")
         safe = _SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1]).strip("._")[:200] or "upload"
-        signed = uploads.signed_upload(f"{uuid.uuid4().hex}/{safe}", content_type)
+        max_bytes = runtime().services.settings.max_object_bytes
+        signed = uploads.signed_upload(f"{uuid.uuid4().hex}/{safe}", content_type, max_bytes)
         body = {
             "url": signed.url,
             "method": "PUT",
-            "bucket": uploads.bucket_name,
             "object": signed.object,
-            "headers": {"Content-Type": content_type},
+            "headers": {"Content-Type": content_type, **signed.headers},
+            "max_bytes": max_bytes,
             "expires_at": signed.expires_at,
         }
         return json_response(body, 200)
@@ -93,13 +95,6 @@ def sweeper_blueprint(get_svc: Callable[[], pipeline.Services], auth: TaskAuth) 
     return bp
 
 
-def _keep_task_body() -> None:
-    """Task bodies are small references: cache them so the log line can name the image even
-    when the answer is an error."""
-    if (request.content_length or 0) <= 1024 * 1024:
-        request.get_data(cache=True)
-
-
 def _log_task(response: Response) -> Response:
     headers = lower_keys(request.headers.items())
     try:
@@ -108,10 +103,14 @@ def _log_task(response: Response) -> Response:
         attempt = None
     body = response.get_json(silent=True) if response.is_json else None
     body = body if isinstance(body, dict) else {}
-    try:  # the task body (small, cached by _keep_task_body): who the task was for
-        task = json.loads(getattr(request, "_cached_data", None) or b"null")
-    except ValueError:
-        task = {}
+    task: Any = {}
+    if g.get("task_authenticated"):
+        # The body, cached once the task's auth passed: who the task was for. An
+        # unauthenticated caller's body is never read, let alone logged.
+        try:
+            task = json.loads(getattr(request, "_cached_data", None) or b"null")
+        except (ValueError, RecursionError):
+            task = {}
     task = task if isinstance(task, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else None
     status = response.status_code
@@ -162,7 +161,6 @@ def function_app(name: str, settings: Settings, runtime: Callable[[], GcpRuntime
     elif name in ("worker", "failure"):
         own = settings.worker_url if name == "worker" else settings.failure_url
         app.register_blueprint(tasks_blueprint(get_svc, task_auth(settings, own)))
-        app.before_request(_keep_task_body)
         app.after_request(_log_task)
     else:
         app.register_blueprint(sweeper_blueprint(get_svc, task_auth(settings, settings.worker_url)))

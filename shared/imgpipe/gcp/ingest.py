@@ -8,9 +8,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from imgpipe import pipeline
+from imgpipe import imaging, pipeline
 from imgpipe.errors import InvalidRequest, PermanentError
-from imgpipe.model import DeadLetter, image_id_for
+from imgpipe.model import DeadLetter, image_id_for, object_letter_key
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 log = logging.getLogger("imgpipe.ingest")
@@ -30,13 +30,25 @@ def handle_finalized(
     expected = svc.settings.upload_bucket
     if bucket != expected or svc.uploads is None:
         return {"status": "ignored", "reason": f"bucket {bucket} is not {expected}"}
-    if name.endswith("/") or int(data.get("size") or 0) == 0:
-        return {"status": "ignored", "reason": "empty object or folder marker"}
-    data_bytes = svc.uploads.get(name)
     try:
+        event_size = int(data.get("size") or 0)
+    except (TypeError, ValueError):
+        raise InvalidRequest("the event's object size is not a number") from None
+    if name.endswith("/") or event_size == 0:
+        return {"status": "ignored", "reason": "empty object or folder marker"}
+    data_bytes: bytes | None = None
+    try:
+        # The size from the event, then from the object's metadata, before any byte is read:
+        # a multi-GB object is refused (and acknowledged), never downloaded.
+        imaging.check_size(event_size, svc.limits)
+        size = svc.uploads.size(name)
+        if size is None:
+            return {"status": "ignored", "reason": "the object is gone"}
+        imaging.check_size(size, svc.limits)
+        data_bytes = svc.uploads.get(name, max_bytes=svc.limits.max_bytes)
         record, queued = pipeline.submit(svc, data_bytes, {"object": name}, priority="high")
     except PermanentError as exc:
-        image_id = image_id_for(data_bytes)
+        image_id = image_id_for(data_bytes) if data_bytes is not None else object_letter_key(name)
         generation = str(data.get("generation") or "")
         key = hashlib.sha256(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:24]
         now = svc.clock.now()

@@ -26,6 +26,7 @@ from google.cloud.firestore_v1.transaction import Transaction, transactional
 
 from imgpipe.gcp._errors import translated
 from imgpipe.model import (
+    VISIBLE_STATES,
     DeadLetter,
     ImageRecord,
     JobRecord,
@@ -78,13 +79,13 @@ class FirestoreStateStore:
     # -- images ----------------------------------------------------------------------------
 
     def get_image(self, image_id: str) -> ImageRecord | None:
-        with translated(f"reading image {image_id}"):
+        with translated(f"reading image {image_id}", "state store"):
             snap = self._images.document(image_id).get()
         return _decode(snap.to_dict() or {}) if snap.exists else None
 
     def insert_image(self, record: ImageRecord) -> tuple[ImageRecord, bool]:
         ref = self._images.document(record.image_id)
-        with translated(f"inserting image {record.image_id}"):
+        with translated(f"inserting image {record.image_id}", "state store"):
             try:
                 ref.create(_encode(record))
                 return record, True
@@ -125,10 +126,10 @@ class FirestoreStateStore:
             tx.update(ref, update)
             return current.evolve(**{**changes, "state": State(update.get("state", current.state))})
 
-        with translated(f"updating image {image_id}"):
+        with translated(f"updating image {image_id}", "state store"):
             return self._in_transaction(body)
 
-    def delete_image(self, image_id: str) -> bool:
+    def purge_image(self, image_id: str) -> bool:
         ref = self._images.document(image_id)
 
         def body(tx: Transaction) -> bool:
@@ -137,10 +138,8 @@ class FirestoreStateStore:
                 tx.delete(ref)
             return bool(snap.exists)
 
-        with translated(f"deleting image {image_id}"):
-            existed = self._in_transaction(body)
-        self.remove_dead_letters([image_id])
-        return existed
+        with translated(f"deleting image {image_id}", "state store"):
+            return self._in_transaction(body)
 
     def list_images(
         self,
@@ -148,15 +147,25 @@ class FirestoreStateStore:
         state: State | None = None,
         not_fingerprint: str | None = None,
         started_before: float | None = None,
+        updated_before: float | None = None,
+        cleanup_before: float | None = None,
         limit: int = 1000,
     ) -> list[ImageRecord]:
         """Queries match the composite indexes in firestore.indexes.json: (state, started_at),
-        (state, fingerprint), (state, updated_at). One inequality per query; a second one is
-        applied here."""
+        (state, fingerprint), (state, updated_at); `cleanup_at` alone uses its single-field
+        index. One inequality per query; a second one is applied here."""
         query: Any = self._images
+        if cleanup_before is not None:
+            query = query.where(filter=FieldFilter("cleanup_at", "<", cleanup_before))
+            with translated("listing images", "state store"):
+                snaps = query.order_by("cleanup_at").limit(limit).stream()
+                return [_decode(snap.to_dict() or {}) for snap in snaps]
         if state is not None:
             query = query.where(filter=FieldFilter("state", "==", state.value))
-        if started_before is not None:
+        if updated_before is not None:
+            query = query.where(filter=FieldFilter("updated_at", "<", updated_before))
+            query = query.order_by("updated_at")
+        elif started_before is not None:
             query = query.where(filter=FieldFilter("started_at", "<", started_before))
             query = query.order_by("started_at")
         elif not_fingerprint is not None:
@@ -164,30 +173,42 @@ class FirestoreStateStore:
             query = query.order_by("fingerprint")
         else:
             query = query.order_by("updated_at")
-        with translated("listing images"):
+        with translated("listing images", "state store"):
             records = [_decode(snap.to_dict() or {}) for snap in query.limit(limit).stream()]
         if started_before is not None and not_fingerprint is not None:
             records = [r for r in records if r.fingerprint != not_fingerprint]
+        if state is None:
+            records = [r for r in records if r.state is not State.DELETED]
         return records
 
     def count_by_state(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        with translated("counting images"):
-            for state in State:
+        with translated("counting images", "state store"):
+            for state in VISIBLE_STATES:
                 query = self._images.where(filter=FieldFilter("state", "==", state.value))
                 counts[state.value] = _count(query)
         return counts
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, name: str | None, created_at: float) -> None:
-        with translated(f"creating job {job_id}"), contextlib.suppress(gexc.AlreadyExists):
-            self._jobs.document(job_id).create({"name": name, "created_at": created_at})
+    def create_job(
+        self, job_id: str, name: str | None, created_at: float, *, listing: bool = False
+    ) -> None:
+        doc = {"name": name, "created_at": created_at, "listing": listing}
+        with (
+            translated(f"creating job {job_id}", "state store"),
+            contextlib.suppress(gexc.AlreadyExists),
+        ):
+            self._jobs.document(job_id).create(doc)
+
+    def finish_listing(self, job_id: str) -> None:
+        with translated(f"finishing the listing of job {job_id}", "state store"):
+            self._jobs.document(job_id).update({"listing": False})
 
     def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
         ref = self._jobs.document(job_id).collection("tasks").document(doc_id(task_key))
         record = {"task_key": task_key, "image_id": image_id, "status": TaskStatus.PENDING.value}
-        with translated(f"adding a task to job {job_id}"):
+        with translated(f"adding a task to job {job_id}", "state store"):
             try:
                 ref.create(record)
             except gexc.AlreadyExists:
@@ -204,12 +225,12 @@ class FirestoreStateStore:
             tx.update(ref, {"status": status.value})
             return True
 
-        with translated(f"finishing a task of job {job_id}"):
+        with translated(f"finishing a task of job {job_id}", "state store"):
             return self._in_transaction(body)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         ref = self._jobs.document(job_id)
-        with translated(f"reading job {job_id}"):
+        with translated(f"reading job {job_id}", "state store"):
             snap = ref.get()
             if not snap.exists:
                 return None
@@ -225,6 +246,7 @@ class FirestoreStateStore:
             created_at=float(data.get("created_at") or 0.0),
             total_tasks=sum(counts.values()),
             counts={k: v for k, v in counts.items() if v},
+            listing=bool(data.get("listing")),
         )
 
     # -- dead letters ----------------------------------------------------------------------
@@ -237,6 +259,13 @@ class FirestoreStateStore:
             # Firestore transactions read everything before they write.
             known = letter_ref.get(transaction=tx).exists
             image = image_ref.get(transaction=tx)
+            if image.exists and letter.generation is not None:
+                now = _decode(image.to_dict() or {})
+                moved_on = now.generation != letter.generation or (
+                    letter.started_at is not None and now.started_at != letter.started_at
+                )
+                if moved_on or now.state is State.DELETED:
+                    return False
             if not known:
                 tx.create(letter_ref, {name: getattr(letter, name) for name in _LETTER_FIELDS})
             if image.exists:
@@ -255,18 +284,31 @@ class FirestoreStateStore:
                     )
             return not known
 
-        with translated(f"recording a dead letter for {letter.image_id}"):
+        with translated(f"recording a dead letter for {letter.image_id}", "state store"):
             return self._in_transaction(body)
 
     def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         query = self._letters.order_by("last_attempt_at", direction="DESCENDING").limit(limit)
-        with translated("listing dead letters"):
+        with translated("listing dead letters", "state store"):
             return [_letter(snap.to_dict() or {}) for snap in query.stream()]
 
-    def remove_dead_letters(self, image_ids: Iterable[str]) -> int:
-        ids = list(dict.fromkeys(image_ids))
+    def remove_dead_letters(self, task_names: Iterable[str]) -> int:
+        refs = [self._letters.document(doc_id(name)) for name in dict.fromkeys(task_names)]
         removed = 0
-        with translated("removing dead letters"):
+        with translated("removing dead letters", "state store"):
+            for offset in range(0, len(refs), _BATCH):
+                chunk = refs[offset : offset + _BATCH]
+                removed += sum(1 for snap in self._client.get_all(chunk) if snap.exists)
+                batch = self._client.batch()
+                for ref in chunk:
+                    batch.delete(ref)
+                batch.commit()
+        return removed
+
+    def remove_image_letters(self, image_id: str) -> int:
+        ids = [image_id]
+        removed = 0
+        with translated("removing dead letters", "state store"):
             for start in range(0, len(ids), 30):  # `in` takes at most 30 values
                 chunk = ids[start : start + 30]
                 query = self._letters.where(filter=FieldFilter("image_id", "in", chunk))

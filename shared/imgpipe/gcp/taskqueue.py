@@ -5,6 +5,8 @@ ALREADY_EXISTS means the task is already queued (or ran within the name's reserv
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +22,9 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from imgpipe.errors import InvalidRequest
 from imgpipe.gcp._errors import translated
 from imgpipe.ports import QueueStats, TaskRequest
-from imgpipe.queueconfig import DEFAULT_DISPATCH_DEADLINE
+from imgpipe.queueconfig import DEFAULT_DISPATCH_DEADLINE, UNLIMITED_ATTEMPTS, RetryConfig
+
+RETRY_CONFIG_TTL = 60.0  # seconds a queue's retry settings are cached by the worker
 
 TASK_SECRET_HEADER = "X-Imgpipe-Task-Secret"  # noqa: S105 (a header name)
 
@@ -69,6 +73,8 @@ class CloudTasksQueue:
         self._auth = auth
         self._deadline = dispatch_deadline
         self._timeout = timeout
+        self._retry_cache: dict[str, tuple[float, RetryConfig]] = {}
+        self._lock = threading.Lock()
 
     def queue_path(self, queue: str) -> str:
         return self._client.queue_path(self._project, self._location, queue)
@@ -105,7 +111,7 @@ class CloudTasksQueue:
 
     def create(self, task: TaskRequest) -> bool:
         message = self.build(task)
-        with translated(f"creating task {task.name} in queue {task.queue}"):
+        with translated(f"creating task {task.name} in queue {task.queue}", "task queue"):
             try:
                 self._client.create_task(
                     parent=self.queue_path(task.queue), task=message, timeout=self._timeout
@@ -113,6 +119,36 @@ class CloudTasksQueue:
             except gexc.AlreadyExists:
                 return False
         return True
+
+    def exists(self, queue: str, name: str) -> bool:
+        path = f"{self.queue_path(queue)}/tasks/{name}"
+        with translated(f"looking up task {name} in queue {queue}", "task queue"):
+            try:
+                self._client.get_task(name=path, timeout=self._timeout)
+            except gexc.NotFound:
+                return False
+            except gexc.MethodNotImplemented:
+                # gcloud-tasks-emulator has no GetTask: look through the queue's list.
+                listed = self._client.list_tasks(
+                    parent=self.queue_path(queue), timeout=self._timeout
+                )
+                return any(task.name == path for task in listed)
+        return True
+
+    def retry_config(self, queue: str) -> RetryConfig:
+        """The queue's own RetryConfig (what setup set from IMGPIPE_MAX_ATTEMPTS, or an
+        operator changed since), read through the API and cached for RETRY_CONFIG_TTL."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._retry_cache.get(queue)
+        if cached is not None and now - cached[0] < RETRY_CONFIG_TTL:
+            return cached[1]
+        with translated(f"reading the retry settings of queue {queue}", "task queue"):
+            found = self._client.get_queue(name=self.queue_path(queue), timeout=self._timeout)
+        config = _retry_from_proto(found.retry_config)
+        with self._lock:
+            self._retry_cache[queue] = (now, config)
+        return config
 
     def stats(self) -> list[QueueStats]:
         return [self._queue_stats(name) for name in self._queues]
@@ -148,3 +184,25 @@ class CloudTasksQueue:
         except gexc.GoogleAPICallError:
             state = "UNKNOWN"
         return QueueStats(name, state, None, None)
+
+
+def _seconds(value: object) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(getattr(value, "seconds", 0)) + float(getattr(value, "nanos", 0)) / 1e9
+
+
+def _retry_from_proto(retry: tasks_v2.RetryConfig) -> RetryConfig:
+    """Cloud Tasks' field semantics: max_attempts -1 = unlimited, 0 = its default (100)."""
+    attempts = int(retry.max_attempts)
+    min_backoff = _seconds(retry.min_backoff)
+    max_backoff = max(_seconds(retry.max_backoff), min_backoff)
+    return RetryConfig(
+        max_attempts=UNLIMITED_ATTEMPTS if attempts < 0 else (attempts or 100),
+        max_retry_duration=_seconds(retry.max_retry_duration),
+        min_backoff=min_backoff,
+        max_backoff=max_backoff,
+        max_doublings=min(64, max(0, int(retry.max_doublings))),
+    )

@@ -15,7 +15,7 @@ from imgpipe.gcp.oidc import OidcVerifier
 from imgpipe.gcp.state import FirestoreStateStore
 from imgpipe.gcp.taskqueue import CloudTasksQueue, TaskAuthConfig, emulator_clients
 from imgpipe.pipeline import Services
-from imgpipe.queueconfig import DEFAULT_DISPATCH_DEADLINE, default_queue_configs
+from imgpipe.queueconfig import DEFAULT_DISPATCH_DEADLINE
 from imgpipe.settings import Settings
 
 
@@ -47,6 +47,9 @@ def gcp_runtime(settings: Settings) -> GcpRuntime:
         if settings.upload_bucket
         else None
     )
+    originals = GcsBlobStore(
+        storage_client, _require(settings.originals_bucket, "IMGPIPE_ORIGINALS_BUCKET")
+    )
 
     if settings.cloud_tasks_emulator_host:
         tasks_client, stats_client = emulator_clients(settings.cloud_tasks_emulator_host)
@@ -68,14 +71,13 @@ def gcp_runtime(settings: Settings) -> GcpRuntime:
         dispatch_deadline=DEFAULT_DISPATCH_DEADLINE,
         stats_client=stats_client,
     )
-    retry = default_queue_configs(local=False, max_attempts=settings.max_attempts)[0].retry
     services = Services(
         settings=settings,
         state=FirestoreStateStore(firestore.Client(project=project)),
         blobs=blobs,
         queue=queue,
         clock=SystemClock(),
-        retry=retry,
+        originals=originals,
         dispatch_deadline=DEFAULT_DISPATCH_DEADLINE,
         outputs_prefix="processed/",
         uploads=uploads,

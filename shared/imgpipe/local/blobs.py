@@ -9,8 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from imgpipe.errors import InvalidRequest, NotFound, TransientError
-from imgpipe.ports import BlobInfo
+from imgpipe.errors import FileTooLarge, InvalidRequest, NotFound, TransientError
+from imgpipe.ports import BlobInfo, BlobPage
 
 
 class FileBlobStore:
@@ -22,23 +22,32 @@ class FileBlobStore:
 
     def _path(self, path: str) -> Path:
         pure = PurePosixPath(path)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-            raise InvalidRequest(f"bad object path {path!r}")
+        if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\x00" in path:
+            raise InvalidRequest("bad object path")
         return self.root.joinpath(*pure.parts)
 
     def put(
-        self, path: str, data: bytes, *, content_type: str, cache_control: str | None = None
+        self,
+        path: str,
+        data: bytes,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+        overwrite: bool = False,
     ) -> bool:
         # Content-Type and Cache-Control are derived from the extension when served locally.
         del content_type, cache_control
         target = self._path(path)
-        if target.exists():
+        if target.exists() and not overwrite:
             return False
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.name)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            if overwrite:
+                os.replace(tmp, target)  # readers see the old file or the new, never half
+                return True
             try:
                 # link() fails if the target appeared meanwhile: the first writer wins.
                 os.link(tmp, target)
@@ -51,16 +60,36 @@ class FileBlobStore:
             raise TransientError(f"cannot write {path}: {exc.strerror}") from exc
         return created
 
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self._path(path).read_bytes()
+            with self._path(path).open("rb") as handle:
+                if max_bytes is None:
+                    return handle.read()
+                data = handle.read(max_bytes + 1)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"no object {path}") from None
         except OSError as exc:
             raise TransientError(f"cannot read {path}: {exc.strerror}") from exc
+        if len(data) > max_bytes:
+            raise FileTooLarge(f"{path} is larger than {max_bytes} bytes")
+        return data
+
+    def size(self, path: str) -> int | None:
+        try:
+            target = self._path(path)
+            return target.stat().st_size if target.is_file() else None
+        except FileNotFoundError:
+            return None
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
+
+    def delete(self, path: str) -> bool:
+        try:
+            self._path(path).unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        return True
 
     def delete_prefix(self, prefix: str) -> int:
         target = self._path(prefix.rstrip("/"))
@@ -74,13 +103,31 @@ class FileBlobStore:
         return 0
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
-        base = self.root
-        for path in sorted(base.rglob("*")):
-            if not path.is_file() or path.name.startswith(".tmp-"):
+        # Only the folder that can hold matches is walked, not the whole store.
+        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self.root.joinpath(*PurePosixPath(head).parts) if head else self.root
+        if not base.is_dir():
+            return
+        # Name order as strings, the order page tokens compare in (as in a bucket).
+        found = sorted(
+            (path.relative_to(self.root).as_posix(), path)
+            for path in base.rglob("*")
+            if not path.name.startswith(".tmp-")
+        )
+        for rel, path in found:
+            if rel.startswith(prefix) and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    yield BlobInfo(rel, path.stat().st_size)
+
+    def list_page(self, prefix: str, token: str | None, limit: int) -> BlobPage:
+        items: list[BlobInfo] = []
+        for info in self.list(prefix):
+            if token is not None and info.path <= token:
                 continue
-            rel = path.relative_to(base).as_posix()
-            if rel.startswith(prefix):
-                yield BlobInfo(rel, path.stat().st_size)
+            if len(items) == limit:
+                return BlobPage(items, items[-1].path)
+            items.append(info)
+        return BlobPage(items, None)
 
     def url(self, path: str) -> str:
         if self.url_prefix is None:

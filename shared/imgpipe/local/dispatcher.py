@@ -8,15 +8,20 @@ process leaves leases behind, which expire and are retried by whoever dispatches
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import fcntl
 import http.client
 import logging
 import math
+import os
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from imgpipe.clock import WakingClock
 from imgpipe.local.taskqueue import Finished, Lease, Outcome, SqliteTaskQueue
@@ -30,6 +35,46 @@ _Answer = tuple[int, str, float | None]
 _Transport = Callable[[dict[str, str], bytes, float], _Answer]
 MAX_WORKERS = 512  # beyond this, threads cost more than they overlap
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+RELEASE_CHECK_EVERY = 2.0  # real seconds between looks for leases of dead dispatchers
+
+
+class OwnerLock:
+    """A dispatcher's identity in the queue: a file it holds an exclusive `flock` on for as long
+    as its process lives. The kernel drops the lock when the process dies (even by SIGKILL), so
+    any other process can tell at once that the leases of that owner are orphaned."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.name = uuid.uuid4().hex
+        self._path = folder / f"{self.name}.lock"
+        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def is_alive(self, owner: str) -> bool:
+        if owner == self.name:
+            return True
+        path = self.folder / f"{owner}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return False
+
+    def close(self) -> None:
+        os.close(self._fd)
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
 
 
 class HttpTarget:
@@ -183,10 +228,29 @@ class Dispatcher:
         self._answers: list[Outcome] = []  # answered, to be recorded by the loop in one batch
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._stopped = False
         self._thread: threading.Thread | None = None
+        self._owner = OwnerLock(queue.path.parent / f"{queue.path.name}.owners")
+        self._released_at = 0.0
         queue.add_listener(self._wake)
         if isinstance(clock, WakingClock):
             clock.subscribe(self._wake)
+        # Leases of a dispatcher that died (a crash, a kill) hold concurrency slots until their
+        # deadline; released now, their tasks run again after their backoff.
+        self.release_orphans()
+
+    @property
+    def owner(self) -> str:
+        return self._owner.name
+
+    def release_orphans(self) -> int:
+        self._released_at = time.monotonic()
+        dead = [o for o in self._queue.lease_owners() if not self._owner.is_alive(o)]
+        released = self._queue.release_owners(dead, error="dispatcher died")
+        if released:
+            log.warning("released %d tasks leased by a dispatcher that died", len(released))
+        self._report(released)
+        return len(released)
 
     @property
     def dispatched(self) -> int:
@@ -200,16 +264,34 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="imgpipe-dispatcher", daemon=True)
         self._thread.start()
 
-    def stop(self, wait: bool = True) -> None:
-        """Stop leasing. `wait` lets dispatches in flight finish; otherwise their leases are
-        left to expire and be retried (as after a crash)."""
+    def stop(self, wait: bool = True, grace: float | None = None) -> None:
+        """Stop leasing. `wait` lets dispatches in flight finish (for at most `grace` seconds
+        when given); those still running then are released as failed attempts, to be retried
+        after their backoff, and their late answers are ignored. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        if wait and grace is not None:
+            end = time.monotonic() + max(0.0, grace)
+            while time.monotonic() < end:
+                self._record()
+                with self._lock:
+                    if self._in_flight == 0:
+                        break
+                time.sleep(0.05)
+            wait = False
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._record()
+        with self._lock:
+            unfinished = self._in_flight
+        if unfinished:
+            self._report(self._queue.release_owners([self.owner], error="dispatcher stopped"))
         self._queue.remove_listener(self._wake)
+        self._owner.close()
 
     def run_until_idle(
         self, *, wait_for_scheduled: bool = False, timeout: float | None = None
@@ -237,6 +319,8 @@ class Dispatcher:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                if time.monotonic() - self._released_at > RELEASE_CHECK_EVERY:
+                    self.release_orphans()
                 leased = self._cycle()
             except Exception:
                 log.exception("leasing failed; retrying")
@@ -252,7 +336,7 @@ class Dispatcher:
                 free = self._max_workers - self._in_flight
             if free <= 0:
                 break
-            for lease in self._queue.lease(name, free):
+            for lease in self._queue.lease(name, free, owner=self.owner):
                 with self._lock:
                     self._in_flight += 1
                 self._pool.submit(self._dispatch, lease)
@@ -316,6 +400,9 @@ class Dispatcher:
         with self._lock:
             self._in_flight -= len(answers)
             self._dispatched += len(answers)
+        self._report(results)
+
+    def _report(self, results: Sequence[object]) -> None:
         if self._on_finished is not None:
             for result in results:
                 if isinstance(result, Finished):

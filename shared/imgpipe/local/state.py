@@ -11,6 +11,7 @@ from typing import Any
 
 from imgpipe.local.sqlite import Database
 from imgpipe.model import (
+    VISIBLE_STATES,
     DeadLetter,
     ImageRecord,
     JobRecord,
@@ -62,9 +63,24 @@ _MIGRATIONS = (
     CREATE INDEX failed_by_image ON failed_tasks (image_id)
     """,
     "ALTER TABLE failed_tasks ADD COLUMN source_object TEXT",
+    # The live task of each image, the attempt that runs it, superseded outputs, tombstones;
+    # jobs still walking a listing.
+    """
+    ALTER TABLE images ADD COLUMN task_name TEXT;
+    ALTER TABLE images ADD COLUMN task_queue TEXT;
+    ALTER TABLE images ADD COLUMN job_id TEXT;
+    ALTER TABLE images ADD COLUMN job_key TEXT;
+    ALTER TABLE images ADD COLUMN started_by TEXT;
+    ALTER TABLE images ADD COLUMN first_attempt_at REAL;
+    ALTER TABLE images ADD COLUMN superseded TEXT;
+    ALTER TABLE images ADD COLUMN cleanup_at REAL;
+    CREATE INDEX images_updated ON images (state, updated_at);
+    CREATE INDEX images_cleanup ON images (cleanup_at) WHERE cleanup_at IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN listing INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
-_JSON_FIELDS = {"source", "result"}
+_JSON_FIELDS = {"source", "result", "superseded"}
 _IMAGE_FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
@@ -145,10 +161,9 @@ class SqliteStateStore:
             row = conn.execute("SELECT * FROM images WHERE image_id = ?", (image_id,)).fetchone()
         return _image(row)
 
-    def delete_image(self, image_id: str) -> bool:
+    def purge_image(self, image_id: str) -> bool:
         with self._db.transaction() as conn:
             cursor = conn.execute("DELETE FROM images WHERE image_id = ?", (image_id,))
-            conn.execute("DELETE FROM failed_tasks WHERE image_id = ?", (image_id,))
         return cursor.rowcount == 1
 
     def list_images(
@@ -157,6 +172,8 @@ class SqliteStateStore:
         state: State | None = None,
         not_fingerprint: str | None = None,
         started_before: float | None = None,
+        updated_before: float | None = None,
+        cleanup_before: float | None = None,
         limit: int = 1000,
     ) -> list[ImageRecord]:
         clauses: list[str] = []
@@ -164,6 +181,15 @@ class SqliteStateStore:
         if state is not None:
             clauses.append("state = ?")
             params.append(state.value)
+        elif cleanup_before is None:
+            clauses.append("state != ?")
+            params.append(State.DELETED.value)
+        if updated_before is not None:
+            clauses.append("updated_at < ?")
+            params.append(updated_before)
+        if cleanup_before is not None:
+            clauses.append("cleanup_at < ?")
+            params.append(cleanup_before)
         if not_fingerprint is not None:
             clauses.append("fingerprint != ?")
             params.append(not_fingerprint)
@@ -179,16 +205,23 @@ class SqliteStateStore:
 
     def count_by_state(self) -> dict[str, int]:
         rows = self._db.conn.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
-        counts = {state.value: 0 for state in State}
-        counts.update({row[0]: row[1] for row in rows})
+        counts = {state.value: 0 for state in VISIBLE_STATES}
+        counts.update({row[0]: row[1] for row in rows if row[0] != State.DELETED.value})
         return counts
 
-    def create_job(self, job_id: str, name: str | None, created_at: float) -> None:
+    def create_job(
+        self, job_id: str, name: str | None, created_at: float, *, listing: bool = False
+    ) -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, name, created_at) VALUES (?, ?, ?)",
-                (job_id, name, created_at),
+                "INSERT OR IGNORE INTO jobs (job_id, name, created_at, listing)"
+                " VALUES (?, ?, ?, ?)",
+                (job_id, name, created_at, int(listing)),
             )
+
+    def finish_listing(self, job_id: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE jobs SET listing = 0 WHERE job_id = ?", (job_id,))
 
     def add_job_task(self, job_id: str, task_key: str, image_id: str | None) -> bool:
         with self._db.transaction() as conn:
@@ -225,10 +258,21 @@ class SqliteStateStore:
             created_at=row["created_at"],
             total_tasks=sum(counts.values()),
             counts=counts,
+            listing=bool(row["listing"]),
         )
 
     def record_dead_letter(self, letter: DeadLetter) -> bool:
         with self._db.transaction() as conn:
+            image = conn.execute(
+                "SELECT generation, started_at, state FROM images WHERE image_id = ?",
+                (letter.image_id,),
+            ).fetchone()
+            if image is not None and letter.generation is not None:
+                moved_on = image["generation"] != letter.generation or (
+                    letter.started_at is not None and image["started_at"] != letter.started_at
+                )
+                if moved_on or image["state"] == State.DELETED.value:
+                    return False
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO failed_tasks (task_name, image_id, error_code,"
                 " error_message, attempts, first_attempt_at, last_attempt_at, source_object)"
@@ -279,12 +323,18 @@ class SqliteStateStore:
             for row in rows
         ]
 
-    def remove_dead_letters(self, image_ids: Iterable[str]) -> int:
-        ids = list(image_ids)
+    def remove_dead_letters(self, task_names: Iterable[str]) -> int:
+        names = list(task_names)
         with self._db.transaction() as conn:
             removed = 0
-            for image_id in ids:
+            for name in names:
                 removed += conn.execute(
-                    "DELETE FROM failed_tasks WHERE image_id = ?", (image_id,)
+                    "DELETE FROM failed_tasks WHERE task_name = ?", (name,)
                 ).rowcount
         return removed
+
+    def remove_image_letters(self, image_id: str) -> int:
+        with self._db.transaction() as conn:
+            return int(
+                conn.execute("DELETE FROM failed_tasks WHERE image_id = ?", (image_id,)).rowcount
+            )

@@ -31,6 +31,7 @@ from imgpipe.ports import Clock, QueueStats, TaskRequest
 from imgpipe.queueconfig import (
     MAX_DISPATCHES_PER_SECOND,
     QueueConfig,
+    RetryConfig,
     backoff_delay,
     should_retry,
     with_changes,
@@ -98,6 +99,8 @@ _MIGRATIONS = (
     ALTER TABLE queues ADD COLUMN slowdown REAL NOT NULL DEFAULT 1.0;
     ALTER TABLE queues ADD COLUMN throttled_until REAL NOT NULL DEFAULT 0
     """,
+    # Which dispatcher holds each lease: a restart releases those of a dead one at once.
+    "ALTER TABLE tasks ADD COLUMN lease_owner TEXT",
 )
 
 _INFO_COLUMNS = "config, state, slowdown, throttled_until"
@@ -240,7 +243,8 @@ class SqliteTaskQueue:
 
     def __init__(self, path: Path | str, clock: Clock, configs: Iterable[QueueConfig]) -> None:
         self._clock = clock
-        self._db = Database(Path(path), _MIGRATIONS)
+        self.path = Path(path)
+        self._db = Database(self.path, _MIGRATIONS)
         self._lock = threading.Lock()
         self._listeners: list[threading.Event] = []
         self._writes = 0
@@ -297,6 +301,15 @@ class SqliteTaskQueue:
         if created:
             self._notify()
         return created == 1
+
+    def exists(self, queue: str, name: str) -> bool:
+        row = self._db.conn.execute(
+            "SELECT 1 FROM tasks WHERE queue = ? AND name = ?", (queue, name)
+        ).fetchone()
+        return row is not None
+
+    def retry_config(self, queue: str) -> RetryConfig:
+        return _parse_config(self._queue_row(self._db.conn, queue)["config"]).retry
 
     def stats(self) -> list[QueueStats]:
         rows = self._db.conn.execute(
@@ -397,9 +410,10 @@ class SqliteTaskQueue:
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def lease(self, queue: str, max_n: int) -> list[Lease]:
+    def lease(self, queue: str, max_n: int, owner: str | None = None) -> list[Lease]:
         """Up to `max_n` tasks to dispatch now, within pause, token bucket and concurrency cap;
-        forced tasks (`run_task`) first and outside those limits."""
+        forced tasks (`run_task`) first and outside those limits. `owner` names the
+        dispatcher that holds the leases (see `release_owners`)."""
         if max_n <= 0:
             return []
         now = self._clock.now()
@@ -407,7 +421,7 @@ class SqliteTaskQueue:
             row = self._queue_row(conn, queue)
             cfg = _parse_config(row["config"])
             self._reap(conn, cfg, now)
-            leased = self._take(conn, cfg, now, max_n, forced=True)
+            leased = self._take(conn, cfg, now, max_n, forced=True, owner=owner)
             free = max_n - len(leased)
             if row["state"] != RUNNING or free <= 0 or now < row["throttled_until"]:
                 return leased
@@ -422,7 +436,7 @@ class SqliteTaskQueue:
                 tokens = min(tokens, row["tokens"] + elapsed * rate)
                 free = min(free, math.floor(tokens + _EPSILON))
             if free > 0:
-                taken = self._take(conn, cfg, now, free, forced=False)
+                taken = self._take(conn, cfg, now, free, forced=False, owner=owner)
                 leased += taken
                 tokens = max(0.0, tokens - len(taken))
             conn.execute(
@@ -498,6 +512,53 @@ class SqliteTaskQueue:
         self._notify()
         return results
 
+    def lease_owners(self) -> set[str]:
+        rows = self._db.conn.execute(
+            "SELECT DISTINCT lease_owner FROM tasks "
+            "WHERE lease_owner IS NOT NULL AND lease_expires IS NOT NULL"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def release_owners(
+        self, owners: Iterable[str], error: str = "dispatcher stopped"
+    ) -> list[Finished | Rescheduled]:
+        """Every lease these dispatchers hold ends now as a failed attempt with no response
+        (as a dropped connection does): retried after its backoff, or given up after the last
+        attempt. Their late answers, if any, are ignored like those of any expired lease."""
+        owners = list(owners)
+        if not owners:
+            return []
+        now = self._clock.now()
+        results: list[Finished | Rescheduled] = []
+        with self._tx() as conn:
+            marks = ", ".join("?" for _ in owners)
+            rows = conn.execute(
+                f"SELECT queue, {_LEASE_COLUMNS} FROM tasks "  # noqa: S608
+                f"WHERE lease_owner IN ({marks}) AND lease_expires IS NOT NULL",
+                owners,
+            ).fetchall()
+            configs: dict[str, QueueConfig] = {}
+            for row in rows:
+                cfg = configs.get(row["queue"])
+                if cfg is None:
+                    cfg = configs[row["queue"]] = _parse_config(
+                        self._queue_row(conn, row["queue"])["config"]
+                    )
+                results.append(
+                    self._fail(
+                        conn,
+                        cfg,
+                        row,
+                        at=now,
+                        status=None,
+                        error=error,
+                        responses=row["response_count"],
+                    )
+                )
+        if results:
+            self._notify()
+        return results
+
     def next_due(self, queue: str) -> Due | None:
         """None when the queue holds nothing it could dispatch (empty, or paused with no forced
         task; expired leases still count, they must be reaped)."""
@@ -563,7 +624,13 @@ class SqliteTaskQueue:
 
     @staticmethod
     def _take(
-        conn: sqlite3.Connection, cfg: QueueConfig, now: float, n: int, *, forced: bool
+        conn: sqlite3.Connection,
+        cfg: QueueConfig,
+        now: float,
+        n: int,
+        *,
+        forced: bool,
+        owner: str | None,
     ) -> list[Lease]:
         if n <= 0:
             return []
@@ -571,10 +638,16 @@ class SqliteTaskQueue:
         rows = conn.execute(
             "UPDATE tasks SET attempts = attempts + 1, lease_id = lease_id + 1, forced = 0, "  # noqa: S608
             "first_attempt_time = coalesce(first_attempt_time, :now), last_attempt_time = :now, "
-            "lease_expires = :expires WHERE rowid IN (SELECT rowid FROM tasks "
-            f"WHERE queue = :queue AND lease_expires IS NULL AND {cond} "
+            "lease_expires = :expires, lease_owner = :owner WHERE rowid IN (SELECT rowid FROM "
+            f"tasks WHERE queue = :queue AND lease_expires IS NULL AND {cond} "
             f"ORDER BY schedule_time LIMIT :n) RETURNING {_LEASE_COLUMNS}",
-            {"now": now, "expires": now + cfg.dispatch_deadline, "queue": cfg.name, "n": n},
+            {
+                "now": now,
+                "expires": now + cfg.dispatch_deadline,
+                "queue": cfg.name,
+                "n": n,
+                "owner": owner,
+            },
         ).fetchall()
         return [
             Lease(
@@ -635,8 +708,8 @@ class SqliteTaskQueue:
         if should_retry(attempts, row["first_attempt_time"], at, cfg.retry):
             next_at = max(at + backoff_delay(attempts - 1, cfg.retry), not_before or 0.0)
             conn.execute(
-                "UPDATE tasks SET lease_expires = NULL, schedule_time = ?, response_count = ?, "
-                "last_status = ?, last_error = ? WHERE queue = ? AND name = ?",
+                "UPDATE tasks SET lease_expires = NULL, lease_owner = NULL, schedule_time = ?, "
+                "response_count = ?, last_status = ?, last_error = ? WHERE queue = ? AND name = ?",
                 (next_at, responses, status, error[:2000], cfg.name, row["name"]),
             )
             return Rescheduled(cfg.name, row["name"], attempts, next_at)
