@@ -48,14 +48,17 @@ class Server:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        env = {
+    def env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "IMGPIPE_DATA_DIR": str(self.data_dir),
             "IMGPIPE_API_TOKEN": TOKEN,
             "IMGPIPE_TASK_SECRET": SECRET,
             **self.env_extra,
         }
+
+    def start(self) -> None:
+        env = self.env()
         log = (self.data_dir / "serve.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "imgpipe.cli", "serve", "--port", str(self.port)],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imgpipe import queueconfig
-from imgpipe.clock import FakeClock
+from imgpipe.clock import FakeClock, SystemClock
 from imgpipe.local.dispatcher import Dispatcher, HttpTarget, retry_after
 from imgpipe.local.taskqueue import Finished, SqliteTaskQueue
 from imgpipe.ports import TaskRequest
@@ -415,3 +418,48 @@ def test_http_connection_is_kept_alive_per_thread(server: Server) -> None:
 def test_http_target_rejects_non_http_urls() -> None:
     with pytest.raises(ValueError, match="target URL"):
         HttpTarget("ftp://example.com/x")
+
+
+_HOLDER = """
+import sys, threading, time
+from imgpipe.clock import SystemClock
+from imgpipe.local.dispatcher import Dispatcher
+from imgpipe.local.taskqueue import SqliteTaskQueue
+from imgpipe.queueconfig import QueueConfig, RateLimits, RetryConfig
+cfg = QueueConfig("q", RateLimits(50, 100, 1), RetryConfig(5, 0, 1, 2, 1), 600)
+queue = SqliteTaskQueue(sys.argv[1], SystemClock(), [cfg])
+def stuck(headers, body):
+    print("leased", flush=True)
+    threading.Event().wait()
+Dispatcher(queue, SystemClock(), {"worker": stuck}).start()
+threading.Event().wait()
+"""
+
+
+def test_a_restart_releases_the_leases_of_a_killed_process_at_once(tmp_path: Path) -> None:
+    """The dead process's lease held the only concurrency slot until its 600 s deadline; now
+    the next dispatcher releases it on start, and the task runs after its 1 s backoff."""
+    path = tmp_path / "queue.sqlite"
+    cfg = QueueConfig("q", RateLimits(50, 100, 1), RetryConfig(5, 0, 1, 2, 1), 600)
+    queue = SqliteTaskQueue(path, SystemClock(), [cfg])
+    _create(queue, "t")
+    _create(queue, "u")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "leased"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert queue.stats()[0].in_flight == 1  # the dead process still holds the slot
+    handler = Recorder()
+    killed_at = time.monotonic()
+    restarted = Dispatcher(queue, SystemClock(), {"worker": handler})
+    assert restarted.run_until_idle(wait_for_scheduled=True, timeout=20) == 2
+    assert time.monotonic() - killed_at < 1 + 5  # min_backoff + 5 s, not the deadline
+    retried = [h for h, _ in handler.calls if h["X-CloudTasks-TaskRetryCount"] == "1"]
+    assert len(retried) == 1 and retried[0]["X-CloudTasks-TaskRetryReason"] == "dispatcher died"
+    restarted.stop()

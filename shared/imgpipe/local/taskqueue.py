@@ -99,8 +99,13 @@ _MIGRATIONS = (
     ALTER TABLE queues ADD COLUMN slowdown REAL NOT NULL DEFAULT 1.0;
     ALTER TABLE queues ADD COLUMN throttled_until REAL NOT NULL DEFAULT 0
     """,
-    # Which dispatcher holds each lease: a restart releases those of a dead one at once.
-    "ALTER TABLE tasks ADD COLUMN lease_owner TEXT",
+    # Which dispatcher holds each lease: a restart releases those of a dead one at once; and
+    # the due retries, which are leased before fresh tasks.
+    """
+    ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
+    CREATE INDEX tasks_retries ON tasks (queue, schedule_time)
+        WHERE attempts > 0 AND lease_expires IS NULL
+    """,
 )
 
 _INFO_COLUMNS = "config, state, slowdown, throttled_until"
@@ -634,21 +639,35 @@ class SqliteTaskQueue:
     ) -> list[Lease]:
         if n <= 0:
             return []
-        cond = "forced = 1" if forced else "schedule_time <= :now"
-        rows = conn.execute(
-            "UPDATE tasks SET attempts = attempts + 1, lease_id = lease_id + 1, forced = 0, "  # noqa: S608
-            "first_attempt_time = coalesce(first_attempt_time, :now), last_attempt_time = :now, "
-            "lease_expires = :expires, lease_owner = :owner WHERE rowid IN (SELECT rowid FROM "
-            f"tasks WHERE queue = :queue AND lease_expires IS NULL AND {cond} "
-            f"ORDER BY schedule_time LIMIT :n) RETURNING {_LEASE_COLUMNS}",
-            {
-                "now": now,
-                "expires": now + cfg.dispatch_deadline,
-                "queue": cfg.name,
-                "n": n,
-                "owner": owner,
-            },
-        ).fetchall()
+        params = {
+            "now": now,
+            "expires": now + cfg.dispatch_deadline,
+            "queue": cfg.name,
+            "owner": owner,
+        }
+        # Due retries go before fresh tasks (Cloud Tasks promises no order): an attempt that a
+        # crash or a failure interrupted runs again after its backoff, not behind a backlog.
+        passes = (
+            ["forced = 1"]
+            if forced
+            else [
+                "attempts > 0 AND schedule_time <= :now",
+                "attempts = 0 AND schedule_time <= :now",
+            ]
+        )
+        rows: list[sqlite3.Row] = []
+        for cond in passes:
+            if len(rows) >= n:
+                break
+            rows += conn.execute(
+                "UPDATE tasks SET attempts = attempts + 1, lease_id = lease_id + 1, forced = 0, "  # noqa: S608
+                "first_attempt_time = coalesce(first_attempt_time, :now), "
+                "last_attempt_time = :now, lease_expires = :expires, lease_owner = :owner "
+                "WHERE rowid IN (SELECT rowid FROM tasks WHERE queue = :queue AND "
+                f"lease_expires IS NULL AND {cond} ORDER BY schedule_time LIMIT :n) "
+                f"RETURNING {_LEASE_COLUMNS}",
+                {**params, "n": n - len(rows)},
+            ).fetchall()
         return [
             Lease(
                 queue=cfg.name,
@@ -666,7 +685,7 @@ class SqliteTaskQueue:
                 previous_response=r["last_status"] if r["attempts"] > 1 else None,
                 retry_reason=_retry_reason(r) if r["attempts"] > 1 else None,
             )
-            for r in sorted(rows, key=lambda r: float(r["schedule_time"]))
+            for r in sorted(rows, key=lambda r: (r["attempts"] == 1, float(r["schedule_time"])))
         ]
 
     def _reap(self, conn: sqlite3.Connection, cfg: QueueConfig, now: float) -> None:
