@@ -4,11 +4,13 @@ HTTP, and the sweeper on a timer."""
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import NoReturn
 
 from werkzeug.serving import make_server
 
@@ -23,7 +25,7 @@ SWEEP_EVERY = 60.0
 log = logging.getLogger("imgpipe.serve")
 
 
-def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> int:
+def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> NoReturn:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     token = None if no_auth else settings.api_token or secrets.token_urlsafe(24)
@@ -82,4 +84,9 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool) -> int:
     finally:
         stop.set()
         dispatcher.stop(wait=False)
-    return 0
+    # The grace is over and the leases still running were released: their threads must not
+    # hold the exit (the interpreter would join them), so leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

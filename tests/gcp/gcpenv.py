@@ -278,13 +278,18 @@ class FlakyProxy(_Server):
         self.fail_until = 0.0
         self.failed = 0
         self.forwarded = 0
+        self.status = 503
+        self.message = "injected by the test proxy"
         self.lock = threading.Lock()
         super().__init__(_ProxyHandler)
 
-    def fail_for(self, seconds: float) -> None:
+    def fail_for(self, seconds: float, status: int = 503, message: str | None = None) -> None:
+        """Answer `status` (with Google's error shape and `message`) for `seconds`."""
         with self.lock:
             self.fail_until = time.monotonic() + seconds
             self.failed = 0
+            self.status = status
+            self.message = message or "injected by the test proxy"
 
     def should_fail(self) -> bool:
         with self.lock:
@@ -306,8 +311,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         if proxy.should_fail():
-            payload = b'{"error": {"code": 503, "message": "injected by the test proxy"}}'
-            self.send_response(503)
+            error = {"code": proxy.status, "message": proxy.message}
+            payload = json.dumps({"error": error}).encode()
+            self.send_response(proxy.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

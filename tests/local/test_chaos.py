@@ -88,8 +88,7 @@ def test_five_kills_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:
             pending = {
                 i
                 for i in pending
-                if (states[i][0] == "processing"
-                and (states[i][1] or 0) < killed_at)
+                if (states[i][0] == "processing" and (states[i][1] or 0) < killed_at)
                 or states[i][0] == "queued"
             }
             time.sleep(0.05)
