@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import threading
+import time
 import uuid
 from typing import Any
 
 import gcpenv
 import pytest
 from gcpharness import SECRET, Deployment, Gcs, make_jpeg
+from google.cloud import firestore
 from test_gcp_blobs import client_for
 
 from faults import Faulty
 from imgpipe import pipeline, tasks
 from imgpipe.errors import Internal, TransientError
 from imgpipe.gcp.blobs import GcsBlobStore
+from imgpipe.gcp.httpapi import ENDPOINTS
 from imgpipe.gcp.ingest import FINALIZED, handle_finalized
+from imgpipe.gcp.state import FirestoreStateStore
 from imgpipe.model import State, image_id_for
 
 DENIED = (
@@ -179,8 +186,6 @@ def test_a_redelivered_finalize_event_creates_the_missing_task(in_process: Any) 
 def test_every_function_route_refuses_missing_and_wrong_credentials(
     deployment: Deployment,
 ) -> None:
-    from imgpipe.gcp.httpapi import ENDPOINTS  # noqa: PLC0415
-
     api = {
         "upload": [("POST", "/upload"), ("POST", "/uploads/signed-url")],
         "enqueue": [("POST", "/enqueue")],
@@ -215,10 +220,6 @@ def test_every_function_route_refuses_missing_and_wrong_credentials(
 def test_reconcile_rebuilds_an_empty_firestore_collection(
     deployment: Deployment, in_process: Any
 ) -> None:
-    from google.cloud import firestore  # noqa: PLC0415
-
-    from imgpipe.gcp.state import FirestoreStateStore  # noqa: PLC0415
-
     data = make_jpeg(24)
     status, body = deployment.upload("reconcile.jpg", data)
     assert status == 202, body
@@ -235,3 +236,45 @@ def test_reconcile_rebuilds_an_empty_firestore_collection(
     assert [r["file"] for r in rebuilt["renditions"]] == [r["file"] for r in view["renditions"]]
     assert rebuilt["source"]["original"] == f"originals/{view['image_id']}"
     assert pipeline.reconcile(svc)["restored"] == 0  # a second run changes nothing
+
+
+# -- 5. on Cloud Run: an instance killed mid-render is taken over by the next attempt at once ----
+
+
+def test_the_next_attempt_takes_over_from_a_killed_worker_instance(
+    deployment: Deployment, in_process: Any
+) -> None:
+
+    svc = in_process.services
+    data = make_jpeg(25, (4000, 3000))
+    record, created = pipeline.register(svc, data, {"upload": "big.jpg"})
+    assert created
+    body = json.dumps({"image_id": record.image_id}).encode()
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    port = gcpenv.free_port()
+    twin = deployment.start_function("worker", port)
+    url = f"http://127.0.0.1:{port}/tasks/process"
+    headers = {**TASK_HEADERS, "X-CloudTasks-TaskName": name}
+    sent = threading.Thread(
+        target=lambda: gcpenv.http("POST", url, body=body, headers=headers, timeout=30),
+        daemon=True,
+    )
+    sent.start()
+    deadline = time.monotonic() + 30
+    while (svc.state.get_image(record.image_id) or record).state is not State.PROCESSING:
+        assert time.monotonic() < deadline, twin.log()
+        time.sleep(0.01)
+    assert twin.popen is not None
+    os.killpg(twin.popen.pid, signal.SIGKILL)  # the instance dies mid-render
+    twin.stop()
+    # Cloud Tasks retries the same task (the connection dropped): taken over at once, not
+    # refused as "being processed" until the 600 s dispatch deadline.
+    status, answer = deployment.call(
+        "worker",
+        "POST",
+        "/tasks/process",
+        key=None,
+        body=body,
+        headers={**headers, "X-CloudTasks-TaskRetryCount": "1"},
+    )
+    assert (status, answer.get("status")) == (200, "done"), answer
