@@ -139,7 +139,8 @@ ensure_bindings project "$PROJECT" \
   roles/cloudbuild.builds.builder "$DEPLOYER" \
   roles/cloudfunctions.developer "$DEPLOYER" \
   roles/run.admin "$DEPLOYER" \
-  roles/cloudscheduler.admin "$DEPLOYER"
+  roles/cloudscheduler.admin "$DEPLOYER" \
+  roles/serviceusage.serviceUsageConsumer "$DEPLOYER"
 # Earlier releases granted these project-wide; each now sits on its own resource.
 revoke_bindings project "$PROJECT" \
   roles/run.invoker "serviceAccount:$TASKS_SA" \
@@ -202,13 +203,9 @@ else
 fi
 # Originals keep their EXIF (GPS included): nothing public, ever, on the private buckets.
 for b in "$ORIGINALS_BUCKET" "$UPLOAD_BUCKET"; do
-  policy=$WORK/public-$b.json
-  _read_policy bucket "$b" "$policy"
-  public=()
-  while IFS=$'\t' read -r role member; do
-    [ -n "$role" ] && public+=("$role" "$member")
-  done < <(helper public-bindings "$policy")
-  [ ${#public[@]} -eq 0 ] || revoke_bindings bucket "$b" "${public[@]}"
+  public_bindings bucket "$b"
+  [ -z "$PUBLIC" ] || mapfile -t public < <(tr '\t' '\n' <<<"$PUBLIC")
+  [ -z "$PUBLIC" ] || revoke_bindings bucket "$b" "${public[@]}"
 done
 # Originals stored by earlier releases under originals/ in the public outputs bucket.
 old=""

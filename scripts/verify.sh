@@ -73,21 +73,15 @@ key=(-H "X-API-Key: $TOKEN")
 
 step "Bucket policies"
 for b in "$ORIGINALS_BUCKET" "$UPLOAD_BUCKET"; do
-  policy=""
-  lookup policy "IAM policy of gs://$b" g storage buckets get-iam-policy "gs://$b" --format=json \
-    || fail "gs://$b does not exist: run scripts/setup.sh"
-  printf '%s' "$policy" >"$WORK/policy.json"
-  public=$(helper public-bindings "$WORK/policy.json")
-  [ -z "$public" ] || fail "gs://$b (private) has public bindings: $(tr '\t\n' ': ' <<<"$public")"
+  lookup _ "bucket gs://$b" g storage buckets describe "gs://$b" --format='value(name)' \
+    || fail "gs://$b does not exist: run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME}"
+  public_bindings bucket "$b"
+  [ -z "$PUBLIC" ] || fail "gs://$b (private) has public bindings: $(tr '\t\n' ': ' <<<"$PUBLIC")"
   pass "gs://$b has no public binding"
 done
-policy=""
-lookup policy "IAM policy of gs://$BUCKET" g storage buckets get-iam-policy "gs://$BUCKET" \
-  --format=json || fail "gs://$BUCKET does not exist: run scripts/setup.sh"
-printf '%s' "$policy" >"$WORK/policy.json"
-if grep -qE '^roles/storage\.(objectViewer|legacyBucketReader|admin|objectAdmin)'$'\t' \
-  <(helper public-bindings "$WORK/policy.json"); then
-  fail "gs://$BUCKET lets anyone list it: $(helper public-bindings "$WORK/policy.json" | tr '\t\n' ': ')"
+public_bindings bucket "$BUCKET"
+if grep -qE '^roles/storage\.(objectViewer|legacyBucketReader|legacyBucketOwner|legacyBucketWriter|admin|objectAdmin)'$'\t' <<<"$PUBLIC"; then
+  fail "gs://$BUCKET lets anyone list it: $(tr '\t\n' ': ' <<<"$PUBLIC")"
 fi
 pass "gs://$BUCKET is readable by URL at most, never listable"
 

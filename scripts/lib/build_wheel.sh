@@ -79,8 +79,8 @@ if [ "$mode" = zig ]; then
   export PATH=$venv/bin:$PATH
   args+=(--zig --interpreter "$venv/bin/python")
 else
+  # The image's /opt/python interpreters: maturin picks them itself, one abi3 wheel for all.
   command -v maturin >/dev/null || fail "no maturin on PATH: --in-container runs in ghcr.io/pyo3/maturin"
-  args+=(--interpreter python3.11)
 fi
 
 printf 'build_wheel: maturin %s (%s)\n' "${args[*]}" "$(maturin --version)" >&2

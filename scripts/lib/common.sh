@@ -220,6 +220,8 @@ eventual() {  # eventual WHAT CMD...
 # ensure_bindings KIND RESOURCE ROLE MEMBER [ROLE MEMBER ...]: reads the policy once and adds
 # what it lacks (eventual: a just-created account may not be visible to IAM yet).
 # revoke_bindings KIND RESOURCE ROLE MEMBER ...: removes those of the pairs that are present.
+# public_bindings KIND RESOURCE: PUBLIC = its "ROLE<TAB>MEMBER" lines of allUsers and
+# allAuthenticatedUsers.
 # KIND: project | sa | bucket | secret | queue | run.
 _policy_cmd() {  # _policy_cmd KIND RESOURCE VERB -> POLICY_CMD array
   local kind=$1 res=$2 verb=$3
@@ -234,46 +236,50 @@ _policy_cmd() {  # _policy_cmd KIND RESOURCE VERB -> POLICY_CMD array
   esac
 }
 
-_read_policy() {  # _read_policy KIND RESOURCE FILE
-  local policy=""
+# _read_policy KIND RESOURCE: POLICY = its bindings, one "ROLE<TAB>MEMBER" a line ("" when the
+# resource does not exist yet, as in --dry-run).
+_read_policy() {
   _policy_cmd "$1" "$2" get-iam-policy
-  lookup policy "IAM policy of $1 $2" "${POLICY_CMD[@]}" --format=json || policy='{}'
-  printf '%s' "$policy" >"$3"
+  lookup POLICY "IAM policy of $1 $2" "${POLICY_CMD[@]}" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' || POLICY=""
 }
 
+_has_binding() { grep -qxF "$1"$'\t'"$2" <<<"$POLICY"; }
+
 ensure_bindings() {
-  local kind=$1 res=$2 file pairs role member
+  local kind=$1 res=$2 extra=()
   shift 2
-  work_file policy.json && file=$WORK_FILE
-  work_file pairs && pairs=$WORK_FILE
-  _read_policy "$kind" "$res" "$file"
-  helper missing-bindings "$file" "$@" >"$pairs" || die "reading the IAM policy of $kind $res failed"
-  while IFS=$'\t' read -r role member; do
-    [ -n "$role" ] || continue
-    _policy_cmd "$kind" "$res" add-iam-policy-binding
-    local extra=()
-    [ "$kind" = project ] && extra=(--condition=None)
-    eventual "grant $role to $member on $kind $res" \
-      "${POLICY_CMD[@]}" --member="$member" --role="$role" "${extra[@]}" --format=none
-  done <"$pairs"
+  [ "$kind" = project ] && extra=(--condition=None)
+  _read_policy "$kind" "$res"
+  while [ $# -ge 2 ]; do
+    if ! _has_binding "$1" "$2"; then
+      _policy_cmd "$kind" "$res" add-iam-policy-binding
+      eventual "grant $1 to $2 on $kind $res" \
+        "${POLICY_CMD[@]}" --member="$2" --role="$1" "${extra[@]}" --format=none
+    fi
+    shift 2
+  done
 }
 
 revoke_bindings() {
-  local kind=$1 res=$2 file pairs role member
+  local kind=$1 res=$2 extra=()
   shift 2
-  work_file policy.json && file=$WORK_FILE
-  work_file pairs && pairs=$WORK_FILE
-  _read_policy "$kind" "$res" "$file"
-  helper present-bindings "$file" "$@" >"$pairs" || die "reading the IAM policy of $kind $res failed"
-  while IFS=$'\t' read -r role member; do
-    [ -n "$role" ] || continue
-    _policy_cmd "$kind" "$res" remove-iam-policy-binding
-    local extra=()
-    [ "$kind" = project ] && extra=(--condition=None)
-    note "$member has $role on $kind $res: broader than imgpipe needs, removing it"
-    eventual "revoke $role from $member on $kind $res" \
-      "${POLICY_CMD[@]}" --member="$member" --role="$role" "${extra[@]}" --format=none
-  done <"$pairs"
+  [ "$kind" = project ] && extra=(--condition=None)
+  _read_policy "$kind" "$res"
+  while [ $# -ge 2 ]; do
+    if _has_binding "$1" "$2"; then
+      note "$2 has $1 on $kind $res: broader than imgpipe needs, removing it"
+      _policy_cmd "$kind" "$res" remove-iam-policy-binding
+      eventual "revoke $1 from $2 on $kind $res" \
+        "${POLICY_CMD[@]}" --member="$2" --role="$1" "${extra[@]}" --format=none
+    fi
+    shift 2
+  done
+}
+
+public_bindings() {  # sets PUBLIC
+  _read_policy "$1" "$2"
+  PUBLIC=$(grep -E $'\t''(allUsers|allAuthenticatedUsers)$' <<<"$POLICY" || true)
 }
 
 # Temporary files of this run live in one private directory (mktemp: two operators, or two

@@ -1,11 +1,8 @@
-"""Small pure helpers for scripts/setup.sh, deploy.sh and verify.sh: the policy, index and JSON
+"""Small pure helpers for scripts/setup.sh, deploy.sh and verify.sh: the index and JSON
 arithmetic that would be fragile in bash. Standard library only (the operator's python3). The
 scripts make every gcloud call themselves (echoed, retried, --dry-run aware); this only reads
 their answers.
 
-    python3 scripts/lib/gcphelp.py missing-bindings POLICY.json ROLE MEMBER [ROLE MEMBER ...]
-    python3 scripts/lib/gcphelp.py present-bindings POLICY.json ROLE MEMBER [ROLE MEMBER ...]
-    python3 scripts/lib/gcphelp.py public-bindings POLICY.json
     python3 scripts/lib/gcphelp.py missing-indexes firestore.indexes.json LIST.json
     python3 scripts/lib/gcphelp.py field-overrides firestore.indexes.json
     python3 scripts/lib/gcphelp.py field-disabled FIELD.json
@@ -22,43 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PUBLIC = ("allUsers", "allAuthenticatedUsers")
-
-
 def _load(path: str) -> Any:
     text = Path(path).read_text() if path != "-" else sys.stdin.read()
     return json.loads(text) if text.strip() else {}
-
-
-def _bindings(policy: Any) -> set[tuple[str, str]]:
-    """(role, member) pairs of the unconditional bindings of an IAM policy."""
-    pairs = set()
-    for binding in (policy or {}).get("bindings", []) or []:
-        if binding.get("condition"):
-            continue
-        for member in binding.get("members", []) or []:
-            pairs.add((binding.get("role", ""), member))
-    return pairs
-
-
-def _pairs(args: list[str]) -> list[tuple[str, str]]:
-    if len(args) % 2:
-        raise SystemExit("expected ROLE MEMBER pairs")
-    return list(zip(args[::2], args[1::2], strict=True))
-
-
-def missing_bindings(policy_path: str, *args: str) -> list[str]:
-    have = _bindings(_load(policy_path))
-    return [f"{role}\t{member}" for role, member in _pairs(list(args)) if (role, member) not in have]
-
-
-def present_bindings(policy_path: str, *args: str) -> list[str]:
-    have = _bindings(_load(policy_path))
-    return [f"{role}\t{member}" for role, member in _pairs(list(args)) if (role, member) in have]
-
-
-def public_bindings(policy_path: str) -> list[str]:
-    return sorted(f"{r}\t{m}" for r, m in _bindings(_load(policy_path)) if m in PUBLIC)
 
 
 def _index_key(group: str, scope: str, fields: list[dict[str, Any]]) -> tuple[Any, ...]:
@@ -151,9 +114,6 @@ def main(argv: list[str]) -> int:
         return 2
     command, args = argv[0], argv[1:]
     listing = {
-        "missing-bindings": missing_bindings,
-        "present-bindings": present_bindings,
-        "public-bindings": public_bindings,
         "missing-indexes": missing_indexes,
         "field-overrides": field_overrides,
         "custom-audiences": custom_audiences,
