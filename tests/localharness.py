@@ -60,7 +60,11 @@ class Harness:
                 return refused
             return tasks.record_failure(self.svc, body)[0]
 
-        targets: dict[str, Handler | str] = {"worker": worker, "failure": failure}
+        def event(headers: dict[str, str], body: bytes) -> int:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            return tasks.deliver_event(self.svc, lowered, body)[0]
+
+        targets: dict[str, Handler | str] = {"worker": worker, "failure": failure, "event": event}
         self.dispatcher = Dispatcher(self.queue, self.clock, targets, poll_interval=0.01)
 
     def drain(self, rounds: int = 20) -> None:

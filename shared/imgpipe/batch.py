@@ -14,8 +14,8 @@ from typing import Any
 
 from imgpipe import pipeline
 from imgpipe.errors import InvalidRequest, NotFound, PipelineError, from_code
+from imgpipe.http.localqueue import in_process_handlers
 from imgpipe.imaging import check_size
-from imgpipe.local.worker import in_process_handlers
 from imgpipe.model import State
 from imgpipe.progress import ProgressBar
 from imgpipe.settings import Settings

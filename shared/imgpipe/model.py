@@ -22,6 +22,7 @@ class State(StrEnum):
 
 
 VISIBLE_STATES = (State.QUEUED, State.PROCESSING, State.DONE, State.FAILED)
+RATE_WINDOW = 300.0  # seconds of finished tasks a job's ETA is measured over
 
 
 class TaskStatus(StrEnum):
@@ -62,6 +63,10 @@ def is_image_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
+def event_letter_key(event_id: str) -> str:
+    return "event-" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
+
+
 def object_letter_key(path: str) -> str:
     """The key of a dead letter for an object that never became an image: hashed, since an
     object name may hold any character (a '/' is not allowed in a Firestore document id)."""
@@ -97,6 +102,8 @@ class ImageRecord:
     # Output files that a re-render replaced; removed by the sweeper after `cleanup_at`.
     superseded: list[str] | None = None
     cleanup_at: float | None = None
+    # The focal point ([x, y], fractions of the displayed width and height) cover crops keep.
+    focus: list[float] | None = None
 
     def evolve(self, **changes: Any) -> ImageRecord:
         return replace(self, **changes)
@@ -110,12 +117,24 @@ class JobRecord:
     total_tasks: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     listing: bool = False  # an enqueue by prefix is still walking the listing
+    recent: int = 0  # tasks finished in the last RATE_WINDOW seconds (the job's throughput)
 
     @property
     def finished(self) -> int:
         return sum(self.counts.get(s, 0) for s in ("done", "skipped", "failed"))
 
-    def to_json(self) -> JsonDict:
+    def eta_seconds(self, now: float) -> float | None:
+        """From the job's measured throughput over the last RATE_WINDOW seconds; None while
+        nothing has finished recently (or the listing is still growing the total)."""
+        remaining = self.total_tasks - self.finished
+        if remaining <= 0:
+            return 0.0 if not self.listing and self.total_tasks else None
+        window = min(RATE_WINDOW, max(1.0, now - self.created_at))
+        if self.recent == 0 or self.listing:
+            return None
+        return round(remaining * window / self.recent, 1)
+
+    def to_json(self, now: float | None = None) -> JsonDict:
         total = self.total_tasks
         done = self.finished
         return {
@@ -132,6 +151,8 @@ class JobRecord:
             if total
             else (0.0 if self.listing else 100.0),
             "listing": self.listing,
+            "created_at": self.created_at,
+            "eta_seconds": None if now is None else self.eta_seconds(now),
         }
 
 
@@ -152,6 +173,7 @@ class DeadLetter:
     generation: int | None = None
     started_at: float | None = None
     job_id: str | None = None
+    payload: str | None = None  # an event that was never delivered, to deliver again
 
     def to_json(self) -> JsonDict:
         return {

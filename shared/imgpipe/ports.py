@@ -44,6 +44,10 @@ class TaskQueue(Protocol):
 
     def stats(self) -> list[QueueStats]: ...
 
+    def pause(self, queue: str) -> None: ...
+
+    def resume(self, queue: str) -> None: ...
+
     def exists(self, queue: str, name: str) -> bool:
         """Whether the task is live (queued, in backoff or being dispatched); a finished or
         deleted task is not. Raises `TransientError` when the queue cannot be asked."""
@@ -145,6 +149,20 @@ class StateStore(Protocol):
 
     def count_by_state(self) -> dict[str, int]: ...
 
+    def page_images(
+        self, *, state: State | None, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        """Newest first (by creation), never a tombstone; `cursor` from the previous page."""
+        ...
+
+    def count_done_since(self, since: float) -> int: ...
+
+    def count_dead_letters(self) -> int: ...
+
+    def page_jobs(
+        self, *, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]: ...
+
     def create_job(
         self, job_id: str, name: str | None, created_at: float, *, listing: bool = False
     ) -> None: ...
@@ -157,11 +175,15 @@ class StateStore(Protocol):
         """A per-task record (task_key unique within the job); False when already there."""
         ...
 
-    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
-        """Pending -> terminal only, so a task run twice counts once."""
+    def finish_job_task(
+        self, job_id: str, task_key: str, status: TaskStatus, at: float | None = None
+    ) -> bool:
+        """Pending -> terminal only, so a task run twice counts once; `at` dates it."""
         ...
 
-    def get_job(self, job_id: str) -> JobRecord | None: ...
+    def get_job(self, job_id: str, now: float | None = None) -> JobRecord | None:
+        """With `now`, also how many of its tasks finished in the last RATE_WINDOW seconds."""
+        ...
 
     def record_dead_letter(self, letter: DeadLetter) -> bool:
         """Store it (idempotent by task name) and mark the image failed, atomically. With
@@ -177,3 +199,10 @@ class StateStore(Protocol):
         ...
 
     def remove_image_letters(self, image_id: str) -> int: ...
+
+
+class EventSink(Protocol):
+    """Where events go (a webhook, a Pub/Sub topic). `send` raises `TransientError` when the
+    receiver is down or answers non-2xx: the delivery task is then retried with backoff."""
+
+    def send(self, body: bytes, event_type: str, subject: str) -> None: ...

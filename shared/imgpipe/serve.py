@@ -16,8 +16,8 @@ from werkzeug.serving import make_server
 
 from imgpipe import pipeline
 from imgpipe.auth import ApiAuth, TaskAuth
-from imgpipe.httpapi import create_app
-from imgpipe.local.worker import http_dispatcher
+from imgpipe.http import create_app
+from imgpipe.http.localqueue import http_dispatcher
 from imgpipe.settings import Settings
 from imgpipe.wiring import local_runtime
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class Settings:
     oidc_certs_url: str = GOOGLE_OIDC_CERTS_URL  # JWKS; tests serve their own
     url_mode: str = "public"  # rendition URLs on GCS: "public" | "signed" (V4)
     shutdown_grace: float = 20.0  # SIGTERM: seconds for tasks in flight to finish
+    webhook_url: str | None = None  # events POSTed here (CloudEvents, signed)
+    webhook_secret: str | None = None
+    events_topic: str | None = None  # Pub/Sub topic (GCP): projects/P/topics/T or T
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,7 +97,14 @@ class Settings:
             oidc_certs_url=reader.get("IMGPIPE_OIDC_CERTS_URL", GOOGLE_OIDC_CERTS_URL, str),
             url_mode=reader.get("IMGPIPE_URL_MODE", "public", _choice("public", "signed")),
             shutdown_grace=reader.get("IMGPIPE_SHUTDOWN_GRACE", 20.0, _seconds(0.0, 3600.0)),
+            webhook_url=reader.get("IMGPIPE_WEBHOOK_URL", None, _http_url),
+            webhook_secret=reader.optional("IMGPIPE_WEBHOOK_SECRET"),
+            events_topic=reader.optional("IMGPIPE_EVENTS_TOPIC"),
         )
+        if settings.webhook_url and not settings.webhook_secret:
+            raise ConfigError(
+                "IMGPIPE_WEBHOOK_URL needs IMGPIPE_WEBHOOK_SECRET (it signs each event)"
+            )
         if settings.backend == "gcp":
             _require_gcp(settings)
         return settings
@@ -148,6 +159,13 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _http_url(raw: str) -> str | None:
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s):// URL")
+    return raw
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:

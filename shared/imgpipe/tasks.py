@@ -4,10 +4,11 @@ X-CloudTasks-* headers, run the pipeline, answer with a status and a JSON body."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from imgpipe import pipeline
+from imgpipe import metrics, pipeline
 from imgpipe.errors import Internal, InvalidRequest, PipelineError
 from imgpipe.model import TaskStatus
 
@@ -39,17 +40,35 @@ def _error(exc: PipelineError) -> Answer:
 def process(svc: pipeline.Services, headers: Mapping[str, str], body: bytes) -> Answer:
     """2xx acks the task (done, skipped, or failed for good); anything else asks the queue
     to try again."""
+    started = time.monotonic()
+    queue = headers.get("x-cloudtasks-queuename") or svc.settings.queue
     try:
         ctx = context_from_headers(headers, svc.settings.queue)
         outcome = pipeline.process_task(svc, body, ctx)
     except PipelineError as exc:
+        metrics.record_task(queue, "retried", time.monotonic() - started)
         return _error(exc)
+    outcome_name = "retried" if outcome.status is None else outcome.status.value
+    metrics.record_task(queue, outcome_name, time.monotonic() - started)
     if outcome.status is None:
         return _error(outcome.error or Internal("task failed"))
     answer: dict[str, Any] = {"image_id": outcome.image_id, "status": outcome.status.value}
     if outcome.status is TaskStatus.FAILED and outcome.error is not None:
         answer["error"] = outcome.error.to_body()["error"]
     return 200, answer
+
+
+def deliver_event(svc: pipeline.Services, headers: Mapping[str, str], body: bytes) -> Answer:
+    """An event task: every sink, or a failed attempt; after the last one the event goes to
+    the dead letters (with its body, so `failed retry` delivers it again)."""
+    try:
+        ctx = context_from_headers(headers, svc.settings.queue)
+        return 200, pipeline.deliver_event(svc, body)
+    except InvalidRequest as exc:
+        return _error(exc)  # malformed: retrying cannot help, but the queue decides
+    except PipelineError as exc:
+        pipeline.event_failed(svc, ctx, body, exc)
+        return _error(exc)
 
 
 def record_failure(svc: pipeline.Services, body: bytes) -> Answer:

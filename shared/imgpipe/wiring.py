@@ -10,9 +10,10 @@ from imgpipe.local.blobs import FileBlobStore
 from imgpipe.local.state import SqliteStateStore
 from imgpipe.local.taskqueue import SqliteTaskQueue
 from imgpipe.pipeline import Services
-from imgpipe.ports import Clock
+from imgpipe.ports import Clock, EventSink
 from imgpipe.queueconfig import QueueConfig, default_queue_configs
 from imgpipe.settings import Settings
+from imgpipe.webhook import WebhookSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,15 @@ def local_runtime(
         outputs_prefix=prefix,
         uploads=FileBlobStore(uploads_root),
         immutable_outputs=out_dir is None,
+        events=event_sinks(settings),
     )
     return LocalRuntime(services, queue, configs)
+
+
+def event_sinks(settings: Settings) -> tuple[EventSink, ...]:
+    if settings.webhook_url and settings.webhook_secret:
+        return (WebhookSink(settings.webhook_url, settings.webhook_secret),)
+    return ()
 
 
 def services_for(settings: Settings) -> Services:

@@ -30,6 +30,8 @@ MAX_ATTEMPTS = 3  # the emulator's --max-retries is MAX_ATTEMPTS - 1 (it counts 
 FUNCTIONS = ("upload", "ingest", "enqueue", "worker", "failure", "status", "sweeper")
 TASKS_SA = "imgpipe-tasks@e2e.iam.gserviceaccount.com"
 ORIGINALS_BUCKET = "e2e-originals"
+EVENTS_TOPIC = "imgpipe-events"
+EVENTS_SUBSCRIPTION = "events-test"
 
 
 @pytest.fixture(scope="session")
@@ -332,6 +334,7 @@ def deployment(  # noqa: PLR0917 (fixtures)
         "IMGPIPE_BUCKET": bucket,
         "IMGPIPE_UPLOAD_BUCKET": gcs.upload_bucket,
         "IMGPIPE_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
+        "IMGPIPE_EVENTS_TOPIC": EVENTS_TOPIC,
         "IMGPIPE_API_TOKEN": TOKEN,
         "IMGPIPE_TASK_AUTH": "secret",
         "IMGPIPE_TASK_SECRET": SECRET,
@@ -354,6 +357,17 @@ def deployment(  # noqa: PLR0917 (fixtures)
             name, {**env, **per_function.get(name, {})}, log_dir, ports[name]
         )
 
+    for path, body in (
+        (f"topics/{EVENTS_TOPIC}", {}),
+        (
+            f"subscriptions/{EVENTS_SUBSCRIPTION}",
+            {"topic": f"projects/{project}/topics/{EVENTS_TOPIC}"},
+        ),
+    ):
+        status, _, answer = gcpenv.http(
+            "PUT", f"http://{pubsub_host}/v1/projects/{project}/{path}", json_body=body
+        )
+        assert status in (200, 409), answer
     try:
         with ThreadPoolExecutor(len(FUNCTIONS)) as pool:
             for name, proc in pool.map(start, FUNCTIONS):

@@ -4,6 +4,7 @@ functions-framework. Faults are injected by the proxy or by `Faulty` wrappers.""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -23,7 +24,7 @@ from faults import Faulty
 from imgpipe import pipeline, tasks
 from imgpipe.errors import Internal, TransientError
 from imgpipe.gcp.blobs import GcsBlobStore
-from imgpipe.gcp.httpapi import ENDPOINTS
+from imgpipe.gcp.functionapps import ENDPOINTS
 from imgpipe.gcp.ingest import FINALIZED, handle_finalized
 from imgpipe.gcp.state import FirestoreStateStore
 from imgpipe.model import State, image_id_for
@@ -278,3 +279,43 @@ def test_the_next_attempt_takes_over_from_a_killed_worker_instance(
         headers={**headers, "X-CloudTasks-TaskRetryCount": "1"},
     )
     assert (status, answer.get("status")) == (200, "done"), answer
+
+
+# -- events: the functions publish CloudEvents to the Pub/Sub emulator ---------------------------
+
+
+def _pull_events(deployment: Deployment, pubsub_host: str) -> list[dict[str, Any]]:
+    url = f"http://{pubsub_host}/v1/projects/{deployment.project}/subscriptions/events-test"
+    status, _, raw = gcpenv.http("POST", f"{url}:pull", json_body={"maxMessages": 100})
+    assert status == 200, raw
+    received = json.loads(raw).get("receivedMessages", [])
+    if received:
+        ack = {"ackIds": [m["ackId"] for m in received]}
+        gcpenv.http("POST", f"{url}:acknowledge", json_body=ack)
+    return [m["message"] for m in received]
+
+
+def test_functions_publish_events_to_pubsub(deployment: Deployment, pubsub_host: str) -> None:
+    data = make_jpeg(26)
+    status, body = deployment.upload("event.jpg", data)
+    assert status == 202, body
+    image_id = body["image_id"]
+    deployment.wait_image(image_id)
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        messages += _pull_events(deployment, pubsub_host)
+        mine = [m for m in messages if m.get("attributes", {}).get("subject") == image_id]
+        if mine:
+            break
+        time.sleep(0.5)
+    assert mine, deployment.logs("worker")
+    [message] = mine
+    assert message["attributes"]["type"] == "imgpipe.image.v1.done"
+    event = json.loads(base64.b64decode(message["data"]))
+    assert (event["specversion"], event["type"], event["subject"]) == (
+        "1.0",
+        "imgpipe.image.v1.done",
+        image_id,
+    )
+    assert event["data"]["status"] == "done" and event["data"]["renditions"]

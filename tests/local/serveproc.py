@@ -79,6 +79,17 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"serve did not start: {self.log()}")
 
+    def cli(self, *args: str) -> str:
+        """An `imgpipe` command on the same data dir (as an operator would run it)."""
+        run = subprocess.run(
+            [sys.executable, "-m", "imgpipe.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return run.stdout
+
     def log(self) -> str:
         return (self.data_dir / "serve.log").read_text(errors="replace")
 

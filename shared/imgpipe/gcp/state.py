@@ -24,8 +24,10 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transaction import Transaction, transactional
 
+from imgpipe import cursor as cursors
 from imgpipe.gcp._errors import translated
 from imgpipe.model import (
+    RATE_WINDOW,
     VISIBLE_STATES,
     DeadLetter,
     ImageRecord,
@@ -181,6 +183,46 @@ class FirestoreStateStore:
             records = [r for r in records if r.state is not State.DELETED]
         return records
 
+    def page_images(
+        self, *, state: State | None, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        """Matches the index (state, created_at desc, image_id desc) of firestore.indexes.json."""
+        states = [state.value] if state is not None else [s.value for s in VISIBLE_STATES]
+        query: Any = self._images.where(filter=FieldFilter("state", "in", states))
+        query = query.order_by("created_at", direction="DESCENDING")
+        query = query.order_by("image_id", direction="DESCENDING")
+        if cursor is not None:
+            created, key = cursors.decode(cursor)
+            query = query.start_after({"created_at": created, "image_id": key})
+        with translated("listing images", "state store"):
+            records = [_decode(snap.to_dict() or {}) for snap in query.limit(limit + 1).stream()]
+        page = records[:limit]
+        last = page[-1] if page else None
+        more = len(records) > limit
+        return page, cursors.encode(last.created_at, last.image_id) if more and last else None
+
+    def count_done_since(self, since: float) -> int:
+        query = self._images.where(filter=FieldFilter("state", "==", State.DONE.value))
+        query = query.where(filter=FieldFilter("updated_at", ">=", since))
+        with translated("counting images", "state store"):
+            return _count(query)
+
+    def count_dead_letters(self) -> int:
+        with translated("counting dead letters", "state store"):
+            return _count(self._letters)
+
+    def page_jobs(self, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
+        query: Any = self._jobs.order_by("created_at", direction="DESCENDING")
+        if cursor is not None:
+            created, _ = cursors.decode(cursor)
+            query = query.start_after({"created_at": created})
+        with translated("listing jobs", "state store"):
+            ids = [snap.id for snap in query.limit(limit + 1).stream()]
+        jobs = [job for job_id in ids[:limit] if (job := self.get_job(job_id)) is not None]
+        last = jobs[-1] if jobs else None
+        more = len(ids) > limit
+        return jobs, cursors.encode(last.created_at, last.job_id) if more and last else None
+
     def count_by_state(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         with translated("counting images", "state store"):
@@ -215,20 +257,22 @@ class FirestoreStateStore:
                 return False
         return True
 
-    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
+    def finish_job_task(
+        self, job_id: str, task_key: str, status: TaskStatus, at: float | None = None
+    ) -> bool:
         ref = self._jobs.document(job_id).collection("tasks").document(doc_id(task_key))
 
         def body(tx: Transaction) -> bool:
             snap = ref.get(transaction=tx)
             if not snap.exists or (snap.to_dict() or {}).get("status") != TaskStatus.PENDING:
                 return False
-            tx.update(ref, {"status": status.value})
+            tx.update(ref, {"status": status.value, "finished_at": at})
             return True
 
         with translated(f"finishing a task of job {job_id}", "state store"):
             return self._in_transaction(body)
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def get_job(self, job_id: str, now: float | None = None) -> JobRecord | None:
         ref = self._jobs.document(job_id)
         with translated(f"reading job {job_id}", "state store"):
             snap = ref.get()
@@ -239,6 +283,10 @@ class FirestoreStateStore:
                 status.value: _count(tasks.where(filter=FieldFilter("status", "==", status.value)))
                 for status in TaskStatus
             }
+            recent = 0
+            if now is not None:
+                since = FieldFilter("finished_at", ">=", now - RATE_WINDOW)
+                recent = _count(tasks.where(filter=since))
         data = snap.to_dict() or {}
         return JobRecord(
             job_id=job_id,
@@ -247,6 +295,7 @@ class FirestoreStateStore:
             total_tasks=sum(counts.values()),
             counts={k: v for k, v in counts.items() if v},
             listing=bool(data.get("listing")),
+            recent=recent,
         )
 
     # -- dead letters ----------------------------------------------------------------------

@@ -150,6 +150,14 @@ class CloudTasksQueue:
             self._retry_cache[queue] = (now, config)
         return config
 
+    def pause(self, queue: str) -> None:
+        with translated(f"pausing queue {queue}", "task queue"):
+            self._client.pause_queue(name=self.queue_path(queue), timeout=self._timeout)
+
+    def resume(self, queue: str) -> None:
+        with translated(f"resuming queue {queue}", "task queue"):
+            self._client.resume_queue(name=self.queue_path(queue), timeout=self._timeout)
+
     def stats(self) -> list[QueueStats]:
         return [self._queue_stats(name) for name in self._queues]
 

@@ -15,8 +15,10 @@ from imgpipe.gcp.oidc import OidcVerifier
 from imgpipe.gcp.state import FirestoreStateStore
 from imgpipe.gcp.taskqueue import CloudTasksQueue, TaskAuthConfig, emulator_clients
 from imgpipe.pipeline import Services
+from imgpipe.ports import EventSink
 from imgpipe.queueconfig import DEFAULT_DISPATCH_DEADLINE
 from imgpipe.settings import Settings
+from imgpipe.wiring import event_sinks
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ def gcp_runtime(settings: Settings) -> GcpRuntime:
         tasks_client,
         project=project,
         location=settings.location,
-        urls={"worker": worker_url, "failure": failure_url},
+        urls={"worker": worker_url, "failure": failure_url, "event": event_url(worker_url)},
         queues=[settings.queue_high, settings.queue],
         auth=auth,
         dispatch_deadline=DEFAULT_DISPATCH_DEADLINE,
@@ -81,8 +83,24 @@ def gcp_runtime(settings: Settings) -> GcpRuntime:
         dispatch_deadline=DEFAULT_DISPATCH_DEADLINE,
         outputs_prefix="processed/",
         uploads=uploads,
+        events=_sinks(settings, project),
     )
     return GcpRuntime(services, blobs, uploads, queue)
+
+
+def event_url(worker_url: str) -> str:
+    """Event deliveries go to the worker function, at its /tasks/event path."""
+    head, sep, _ = worker_url.rpartition("/tasks/process")
+    return f"{head}/tasks/event" if sep else worker_url.rstrip("/") + "/tasks/event"
+
+
+def _sinks(settings: Settings, project: str) -> tuple[EventSink, ...]:
+    sinks: list[EventSink] = list(event_sinks(settings))
+    if settings.events_topic:
+        from imgpipe.gcp.pubsub import PubSubSink  # noqa: PLC0415 (only with a topic)
+
+        sinks.append(PubSubSink(project, settings.events_topic))
+    return tuple(sinks)
 
 
 def gcp_services(settings: Settings) -> Services:

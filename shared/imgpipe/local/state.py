@@ -9,8 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from imgpipe import cursor as cursors
 from imgpipe.local.sqlite import Database
 from imgpipe.model import (
+    RATE_WINDOW,
     VISIBLE_STATES,
     DeadLetter,
     ImageRecord,
@@ -78,9 +80,19 @@ _MIGRATIONS = (
     CREATE INDEX images_cleanup ON images (cleanup_at) WHERE cleanup_at IS NOT NULL;
     ALTER TABLE jobs ADD COLUMN listing INTEGER NOT NULL DEFAULT 0
     """,
+    # Listings newest first, focal points, and when each job task finished (ETAs).
+    """
+    ALTER TABLE images ADD COLUMN focus TEXT;
+    CREATE INDEX images_created ON images (created_at, image_id);
+    CREATE INDEX images_state_created ON images (state, created_at, image_id);
+    CREATE INDEX jobs_created ON jobs (created_at, job_id);
+    ALTER TABLE job_tasks ADD COLUMN finished_at REAL;
+    CREATE INDEX job_tasks_finished ON job_tasks (job_id, finished_at);
+    ALTER TABLE failed_tasks ADD COLUMN payload TEXT
+    """,
 )
 
-_JSON_FIELDS = {"source", "result", "superseded"}
+_JSON_FIELDS = {"source", "result", "superseded", "focus"}
 _IMAGE_FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
@@ -209,6 +221,51 @@ class SqliteStateStore:
         counts.update({row[0]: row[1] for row in rows if row[0] != State.DELETED.value})
         return counts
 
+    def page_images(
+        self, *, state: State | None, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        clauses = ["state = ?" if state is not None else "state != ?"]
+        params: list[Any] = [state.value if state is not None else State.DELETED.value]
+        if cursor is not None:
+            created, key = cursors.decode(cursor)
+            clauses.append("(created_at < ? OR (created_at = ? AND image_id < ?))")
+            params += [created, created, key]
+        rows = self._db.conn.execute(
+            f"SELECT * FROM images WHERE {' AND '.join(clauses)} "  # noqa: S608
+            "ORDER BY created_at DESC, image_id DESC LIMIT ?",
+            [*params, limit + 1],
+        ).fetchall()
+        records = [_image(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        last = records[-1] if records else None
+        return records, cursors.encode(last.created_at, last.image_id) if more and last else None
+
+    def count_done_since(self, since: float) -> int:
+        row = self._db.conn.execute(
+            "SELECT count(*) FROM images WHERE state = ? AND updated_at >= ?",
+            (State.DONE.value, since),
+        ).fetchone()
+        return int(row[0])
+
+    def count_dead_letters(self) -> int:
+        return int(self._db.conn.execute("SELECT count(*) FROM failed_tasks").fetchone()[0])
+
+    def page_jobs(self, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
+        where, params = "", []
+        if cursor is not None:
+            created, key = cursors.decode(cursor)
+            where = "WHERE created_at < ? OR (created_at = ? AND job_id < ?)"
+            params = [created, created, key]
+        rows = self._db.conn.execute(
+            f"SELECT job_id FROM jobs {where} "  # noqa: S608
+            "ORDER BY created_at DESC, job_id DESC LIMIT ?",
+            [*params, limit + 1],
+        ).fetchall()
+        jobs = [job for row in rows[:limit] if (job := self.get_job(row[0])) is not None]
+        last = jobs[-1] if jobs else None
+        more = len(rows) > limit
+        return jobs, cursors.encode(last.created_at, last.job_id) if more and last else None
+
     def create_job(
         self, job_id: str, name: str | None, created_at: float, *, listing: bool = False
     ) -> None:
@@ -232,15 +289,18 @@ class SqliteStateStore:
             )
         return cursor.rowcount == 1
 
-    def finish_job_task(self, job_id: str, task_key: str, status: TaskStatus) -> bool:
+    def finish_job_task(
+        self, job_id: str, task_key: str, status: TaskStatus, at: float | None = None
+    ) -> bool:
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE job_tasks SET status = ? WHERE job_id = ? AND task_key = ? AND status = ?",
-                (status.value, job_id, task_key, TaskStatus.PENDING.value),
+                "UPDATE job_tasks SET status = ?, finished_at = ?"
+                " WHERE job_id = ? AND task_key = ? AND status = ?",
+                (status.value, at, job_id, task_key, TaskStatus.PENDING.value),
             )
         return cursor.rowcount == 1
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def get_job(self, job_id: str, now: float | None = None) -> JobRecord | None:
         conn = self._db.conn
         row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
@@ -252,6 +312,12 @@ class SqliteStateStore:
                 (job_id,),
             )
         }
+        recent = 0
+        if now is not None:
+            recent = conn.execute(
+                "SELECT count(*) FROM job_tasks WHERE job_id = ? AND finished_at >= ?",
+                (job_id, now - RATE_WINDOW),
+            ).fetchone()[0]
         return JobRecord(
             job_id=row["job_id"],
             name=row["name"],
@@ -259,6 +325,7 @@ class SqliteStateStore:
             total_tasks=sum(counts.values()),
             counts=counts,
             listing=bool(row["listing"]),
+            recent=int(recent),
         )
 
     def record_dead_letter(self, letter: DeadLetter) -> bool:
@@ -275,8 +342,8 @@ class SqliteStateStore:
                     return False
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO failed_tasks (task_name, image_id, error_code,"
-                " error_message, attempts, first_attempt_at, last_attempt_at, source_object)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " error_message, attempts, first_attempt_at, last_attempt_at, source_object,"
+                " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     letter.task_name,
                     letter.image_id,
@@ -286,6 +353,7 @@ class SqliteStateStore:
                     letter.first_attempt_at,
                     letter.last_attempt_at,
                     letter.source_object,
+                    letter.payload,
                 ),
             )
             conn.execute(
@@ -319,6 +387,7 @@ class SqliteStateStore:
                 first_attempt_at=row["first_attempt_at"],
                 last_attempt_at=row["last_attempt_at"],
                 source_object=row["source_object"],
+                payload=row["payload"],
             )
             for row in rows
         ]

@@ -4,7 +4,8 @@
 HTTP server, Cloud Functions) calls these with the adapters it picked from Settings; each
 module states the invariants it enforces."""
 
-from imgpipe.pipeline.failures import record_failure, retry_failed
+from imgpipe.pipeline.events import deliver as deliver_event
+from imgpipe.pipeline.failures import event_failed, record_failure, retry_failed
 from imgpipe.pipeline.intake import (
     check_schedule,
     enqueue_ids,
@@ -31,7 +32,14 @@ from imgpipe.pipeline.services import (
     task_name,
 )
 from imgpipe.pipeline.sweeper import sweep
-from imgpipe.pipeline.views import delete_image, image_view, status_view
+from imgpipe.pipeline.views import (
+    check_focus,
+    delete_image,
+    image_view,
+    list_images,
+    set_focus,
+    status_view,
+)
 
 __all__ = [
     "ORIGINALS",
@@ -40,15 +48,19 @@ __all__ = [
     "Outcome",
     "Services",
     "TaskContext",
+    "check_focus",
     "check_job_id",
     "check_schedule",
     "delete_image",
+    "deliver_event",
     "enqueue_ids",
     "enqueue_image",
     "enqueue_prefix",
     "enqueue_stale",
+    "event_failed",
     "image_view",
     "is_current",
+    "list_images",
     "new_job",
     "parse_task_body",
     "process_task",
@@ -58,6 +70,7 @@ __all__ = [
     "register",
     "requeue",
     "retry_failed",
+    "set_focus",
     "status_view",
     "submit",
     "sweep",

@@ -25,8 +25,10 @@ from imgpipe.model import (
     JsonDict,
     State,
     TaskStatus,
+    event_letter_key,
     object_letter_key,
 )
+from imgpipe.pipeline import events, jobs
 from imgpipe.pipeline.intake import enqueue_image, enqueue_object, new_job, requeue
 from imgpipe.pipeline.services import Outcome, Services, TaskContext, task_name
 from imgpipe.ports import TaskRequest
@@ -47,7 +49,8 @@ def fail_now(
 ) -> None:
     """Permanent errors: failed at once, visible among the dead letters."""
     now = svc.clock.now()
-    svc.state.record_dead_letter(
+    _record_then_emit(
+        svc,
         DeadLetter(
             image_id=letter_key,
             task_name=ctx.name,
@@ -60,8 +63,19 @@ def fail_now(
             generation=started.generation if started else None,
             started_at=started.started_at if started else None,
             job_id=job_id,
-        )
+        ),
     )
+
+
+def _record_then_emit(svc: Services, letter: DeadLetter) -> bool:
+    created = svc.state.record_dead_letter(letter)
+    record = svc.state.get_image(letter.image_id)
+    applies = letter.generation is None or (
+        record is not None and record.generation == letter.generation
+    )
+    if record is not None and record.state is State.FAILED and applies:
+        events.image_event(svc, record)  # also when the letter existed: a lost emit again
+    return created
 
 
 def is_last_attempt(svc: Services, queue: str, attempts: int, first_at: float | None) -> bool:
@@ -161,15 +175,22 @@ def record_failure(svc: Services, body: bytes) -> bool:
             "failure body needs image_id, task_name, attempts, error{code,message}"
         ) from None
     image_id, obj = payload.get("image_id"), payload.get("object")
-    if image_id is None and obj is None:
-        raise InvalidRequest("failure body needs 'image_id' or 'object'")
+    event_id = payload.get("event")
+    if image_id is None and obj is None and not isinstance(event_id, str):
+        raise InvalidRequest("failure body needs 'image_id', 'object' or 'event'")
     generation = payload.get("generation")
     if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
         raise InvalidRequest("'generation' must be an integer")
-    key = str(image_id) if image_id else object_letter_key(str(obj))
+    if image_id:
+        key = str(image_id)
+    elif obj is not None:
+        key = object_letter_key(str(obj))
+    else:
+        key = event_letter_key(str(event_id))
     first = _number(payload.get("first_attempt_at"), "first_attempt_at")
     job_id = payload.get("job_id")
-    created = svc.state.record_dead_letter(
+    created = _record_then_emit(
+        svc,
         DeadLetter(
             image_id=key,
             task_name=task,
@@ -182,14 +203,15 @@ def record_failure(svc: Services, body: bytes) -> bool:
             generation=generation,
             started_at=_number(payload.get("started_at"), "started_at"),
             job_id=None if job_id is None else str(job_id),
-        )
+            payload=payload.get("payload") if isinstance(payload.get("payload"), str) else None,
+        ),
     )
     job_key = payload.get("job_key") or obj or image_id
     if job_id and job_key:
         record = svc.state.get_image(key) if image_id else None
         # A newer attempt of the image counts for the job itself.
         if record is None or record.state is State.FAILED:
-            svc.state.finish_job_task(str(job_id), str(job_key), TaskStatus.FAILED)
+            jobs.finish_task(svc, str(job_id), str(job_key), TaskStatus.FAILED)
     return created
 
 
@@ -210,6 +232,15 @@ def retry_failed(svc: Services, image_ids: Iterable[str] | None = None) -> tuple
     count = 0
     for key in sorted(groups):
         group = groups[key]
+        payloads = [d.payload for d in group if d.payload is not None]
+        if payloads:
+            for payload in payloads:  # an event that was never delivered: deliver it again
+                body = payload.encode()
+                name = task_name("ev", f"{key}:{svc.clock.now()}", "retry", 0)
+                svc.queue.create(TaskRequest(svc.settings.queue, name, "event", body))
+                count += 1
+            svc.state.remove_dead_letters([d.task_name for d in group])
+            continue
         record = svc.state.get_image(key)
         if record is None or record.state is State.DELETED:
             paths = sorted({d.source_object for d in group if d.source_object is not None})
@@ -230,3 +261,29 @@ def retry_failed(svc: Services, image_ids: Iterable[str] | None = None) -> tuple
         # A letter of an image that is done since is stale: removed, nothing to retry.
         svc.state.remove_dead_letters([d.task_name for d in group])
     return job_id, count
+
+
+def event_failed(svc: Services, ctx: TaskContext, body: bytes, exc: PipelineError) -> None:
+    """A failed delivery: on its last attempt, the event goes to the dead letters (through the
+    failure task, so recording it is itself retried)."""
+    if not is_last_attempt(svc, ctx.queue, ctx.retry_count + 1, None):
+        return
+    try:
+        event_id = str(safejson.loads_object(body, "event").get("id"))
+    except InvalidRequest:
+        return
+    letter = {
+        "event": event_id,
+        "payload": body.decode(),
+        "task_name": ctx.name,
+        "attempts": ctx.retry_count + 1,
+        "error": {"code": exc.code, "message": exc.message},
+    }
+    svc.queue.create(
+        TaskRequest(
+            ctx.queue,
+            task_name("dl", ctx.name, "deadletter", 0),
+            "failure",
+            json.dumps(letter).encode(),
+        )
+    )

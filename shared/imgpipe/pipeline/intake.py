@@ -17,6 +17,7 @@ from typing import Any
 from imgpipe import imaging
 from imgpipe.errors import Conflict, InvalidRequest, NotFound
 from imgpipe.model import ImageRecord, JsonDict, State, TaskStatus, image_id_for, is_image_id
+from imgpipe.pipeline import jobs
 from imgpipe.pipeline.services import (
     MAX_SCHEDULE_AHEAD,
     ORIGINALS,
@@ -228,7 +229,7 @@ def _count_known(
     svc: Services, job_id: str | None, record: ImageRecord, status: TaskStatus
 ) -> None:
     if job_id is not None and svc.state.add_job_task(job_id, record.image_id, record.image_id):
-        svc.state.finish_job_task(job_id, record.image_id, status)
+        jobs.finish_task(svc, job_id, record.image_id, status)
 
 
 def enqueue_ids(
@@ -255,8 +256,8 @@ def enqueue_ids(
     job_id = new_job(svc, job_name)
     for record in records:
         current = record
-        stale = record.fingerprint != svc.settings.fingerprint
-        if record.state is State.FAILED or (record.state is State.DONE and reprocess and stale):
+        # Named ids with `reprocess`: render them again even when current.
+        if record.state is State.FAILED or (record.state is State.DONE and reprocess):
             current = requeue(svc, record) or record
         enqueue_image(svc, current, queue=queue, job_id=job_id, schedule_time=schedule_time)
     return job_id, len(records)
@@ -266,7 +267,9 @@ def enqueue_stale(
     svc: Services, *, priority: str | None = None, job_name: str | None = None
 ) -> tuple[str, int]:
     """`{"reprocess": true}` alone: every done image rendered under another configuration."""
-    stale = svc.state.list_images(state=State.DONE, not_fingerprint=svc.settings.fingerprint)
+    stale = svc.state.list_images(
+        state=State.DONE, not_fingerprint=svc.settings.fingerprint, limit=100_000
+    )
     return enqueue_ids(
         svc,
         [r.image_id for r in stale],

@@ -12,6 +12,7 @@ from typing import Any
 
 from imgpipe.errors import InvalidRequest
 from imgpipe.model import JsonDict, TaskStatus
+from imgpipe.pipeline import events
 from imgpipe.pipeline.intake import create_page_task, enqueue_object
 from imgpipe.pipeline.services import Outcome, Services
 
@@ -53,4 +54,5 @@ def run_page(svc: Services, payload: JsonDict) -> Outcome:
         )
     else:
         svc.state.finish_listing(job_id)
+        events.job_event_if_complete(svc, job_id)  # every task may have finished already
     return Outcome(TaskStatus.DONE, None)

@@ -9,6 +9,7 @@ location nor the uploader's file name."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from imgpipe import imaging
@@ -19,11 +20,15 @@ from imgpipe.settings import CACHE_CONTROL
 METADATA = "metadata.json"
 
 
-def file_name(svc: Services, name: str, fmt: str) -> str:
+def file_name(svc: Services, name: str, fmt: str, focus: list[float] | None = None) -> str:
     ext = imaging.EXTENSIONS[fmt]
     if not svc.immutable_outputs:
         return f"{name}.{ext}"
-    return f"{name}.{svc.settings.fingerprint[:8]}.{ext}"
+    tag = svc.settings.fingerprint
+    if name.endswith("-cover") and focus is not None:
+        # A cover's crop follows the focal point: a new point is new bytes, so a new path.
+        tag = hashlib.sha256(f"{tag}:{focus[0]:.4f},{focus[1]:.4f}".encode()).hexdigest()
+    return f"{name}.{tag[:8]}.{ext}"
 
 
 def write(
@@ -32,7 +37,7 @@ def write(
     """Returns the metadata and the files of the previous render that this one replaced."""
     renditions = []
     for output in processed.outputs:
-        name = file_name(svc, output.name, output.format)
+        name = file_name(svc, output.name, output.format, record.focus)
         svc.blobs.put(
             svc.output_path(record.image_id, name),
             output.data,

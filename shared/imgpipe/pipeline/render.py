@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgpipe import imaging, safejson
+from imgpipe import imaging, metrics, safejson
 from imgpipe.errors import (
     Conflict,
     InvalidRequest,
@@ -31,7 +31,7 @@ from imgpipe.model import (
     is_image_id,
     object_letter_key,
 )
-from imgpipe.pipeline import failures, listing, outputs
+from imgpipe.pipeline import events, failures, jobs, listing, outputs
 from imgpipe.pipeline.intake import is_current, register, requeue
 from imgpipe.pipeline.services import (
     ORIGINALS,
@@ -141,6 +141,8 @@ def _render(
     attempt: Attempt,
 ) -> TaskStatus:
     if is_current(svc, record):
+        if record.started_by == ctx.name:
+            events.image_event(svc, record)  # this task did it: its emit may have been lost
         return TaskStatus.SKIPPED
     if record.state is State.FAILED:
         return TaskStatus.FAILED
@@ -176,7 +178,7 @@ def _render(
         raise Conflict(f"image {record.image_id} changed state under this task")
     attempt.started = started
     data = _read_source(svc, started)
-    processed = imaging.process(data, svc.settings.renditions, svc.limits)
+    processed = imaging.process(data, svc.settings.renditions, svc.limits, focus=started.focus)
     metadata, replaced = outputs.write(svc, started, processed)
     superseded = sorted(set(started.superseded or []) | set(replaced))
     keep = svc.immutable_outputs and bool(superseded)
@@ -202,6 +204,8 @@ def _render(
         return TaskStatus.SKIPPED
     if not svc.immutable_outputs and replaced:
         outputs.remove_superseded(svc, done.evolve(superseded=replaced))
+    metrics.record_render(processed)
+    events.image_event(svc, done)
     return TaskStatus.DONE
 
 
@@ -231,5 +235,5 @@ def _finish(
     error: PipelineError | None = None,
 ) -> Outcome:
     if job_id is not None:
-        svc.state.finish_job_task(job_id, task_key, status)
+        jobs.finish_task(svc, job_id, task_key, status)
     return Outcome(status, image_id, error)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from imgpipe import imaging
 from imgpipe.errors import InvalidRequest, PipelineError
 from imgpipe.model import ImageRecord, TaskStatus
-from imgpipe.ports import BlobStore, Clock, StateStore, TaskQueue
+from imgpipe.ports import BlobStore, Clock, EventSink, StateStore, TaskQueue
 from imgpipe.settings import Settings
 
 ORIGINALS = "originals/"
@@ -45,6 +45,11 @@ class Services:
     immutable_outputs: bool = True
     superseded_grace: float = SUPERSEDED_GRACE
     page_size: int = PAGE_SIZE
+    events: tuple[EventSink, ...] = ()  # delivery of the event tasks (webhook, Pub/Sub)
+
+    @property
+    def emits_events(self) -> bool:
+        return bool(self.settings.webhook_url or self.settings.events_topic)
 
     @property
     def limits(self) -> imaging.Limits:

@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from imgpipe.model import DeadLetter, ImageRecord, State, TaskStatus
-from imgpipe.pipeline import outputs
+from imgpipe.pipeline import events, jobs, outputs
 from imgpipe.pipeline.failures import is_last_attempt
 from imgpipe.pipeline.intake import enqueue_image
 from imgpipe.pipeline.reconcile import finish_from_metadata
@@ -121,9 +121,10 @@ def _bury(
         )
     )
     after = svc.state.get_image(record.image_id)
-    if after is None or after.state is not State.FAILED:
+    if after is None or after.state is not State.FAILED or after.generation != record.generation:
         return 0
+    events.image_event(svc, after)
     if record.job_id is not None:
         key = record.job_key or record.image_id
-        svc.state.finish_job_task(record.job_id, key, TaskStatus.FAILED)
+        jobs.finish_task(svc, record.job_id, key, TaskStatus.FAILED)
     return 1

@@ -1,104 +1,43 @@
-"""The HTTP doors: one Flask app per function group, all served together by `imgpipe serve`
-and, deployed, one group per Cloud Function. Routes parse, call the pipeline, and map
-`PipelineError` to PRODUCT.md's JSON body; nothing else happens here."""
+"""The API routes (PRODUCT.md's HTTP table): parse, call the pipeline, answer JSON. Keys are
+checked before anything else; nothing else happens here."""
 
 from __future__ import annotations
 
-import json
-import logging
 import mimetypes
 from collections.abc import Callable
-from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Blueprint, Response, request
 
-from imgpipe import pipeline, safejson, tasks
-from imgpipe.auth import ApiAuth, TaskAuth, lower_keys
-from imgpipe.errors import (
-    FileTooLarge,
-    Internal,
-    InvalidRequest,
-    NotFound,
-    PipelineError,
+from imgpipe import metrics, pipeline
+from imgpipe.auth import ApiAuth, lower_keys
+from imgpipe.errors import FileTooLarge, InvalidRequest, NotFound
+from imgpipe.http.common import (
+    image_id_arg,
+    json_body,
+    json_response,
+    optional_bool,
+    optional_str,
 )
-from imgpipe.model import is_image_id
+from imgpipe.model import VISIBLE_STATES, State
 from imgpipe.settings import CACHE_CONTROL
 
-log = logging.getLogger("imgpipe.http")
-MAX_TASK_BODY = 1024 * 1024
-
-_HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "invalid_request",
-    409: "conflict",
-    413: "file_too_large",
-    415: "unsupported_format",
-    429: "rate_limited",
-}
+MAX_PAGE = 200
 
 
-def error_response(code: str, message: str, status: int) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status=status, mimetype="application/json")
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json")
-
-
-def install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(PipelineError)
-    def _pipeline(exc: PipelineError) -> Response:
-        return error_response(exc.code, exc.message, exc.status)
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if isinstance(exc, RequestEntityTooLarge):
-            return error_response("file_too_large", "request body is too large", 413)
-        return error_response(_HTTP_CODES.get(status, "internal"), exc.description or "", status)
-
-    @app.errorhandler(Exception)
-    def _internal(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(Internal.code, "internal error", 500)
-
-
-def json_body() -> dict[str, Any]:
-    raw = request.get_data(cache=False)
-    if not raw:
-        return {}
-    return safejson.loads_object(raw)
-
-
-def _image_id(image_id: str) -> str:
-    if not is_image_id(image_id):
-        raise NotFound("no such image")
-    return image_id
-
-
-def optional_str(payload: dict[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequest(f"'{key}' must be a string")
-    if value is not None and "\x00" in value:
-        raise InvalidRequest(f"'{key}' must not contain NUL")
-    return value
-
-
-def _optional_bool(payload: dict[str, Any], key: str) -> bool:
-    value = payload.get(key, False)
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"'{key}' must be true or false")
-    return value
+def page_args() -> tuple[int, str | None]:
+    raw = request.args.get("limit") or "50"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be 1..{MAX_PAGE}")
+    cursor = request.args.get("cursor") or None
+    return int(raw), cursor
 
 
 def api_blueprint(
-    get_svc: Callable[[], pipeline.Services], auth: ApiAuth, *, serve_files: bool
+    get_svc: Callable[[], pipeline.Services],
+    auth: ApiAuth,
+    *,
+    serve_files: bool,
+    process_counters: bool = True,
 ) -> Blueprint:
     bp = Blueprint("api", __name__)
 
@@ -151,8 +90,8 @@ def api_blueprint(
         prefix = optional_str(payload, "prefix")
         priority = optional_str(payload, "priority")
         job_name = optional_str(payload, "job_name")
-        reprocess = _optional_bool(payload, "reprocess")
-        everything = _optional_bool(payload, "all")
+        reprocess = optional_bool(payload, "reprocess")
+        everything = optional_bool(payload, "all")
         # Checked before anything is written: a refused request changes nothing.
         schedule_time = pipeline.check_schedule(svc, payload.get("schedule_time"))
         pipeline.queue_for(svc, priority)
@@ -193,18 +132,69 @@ def api_blueprint(
             pipeline.check_job_id(job_id)
         except InvalidRequest:
             raise NotFound("no such job") from None
-        record = get_svc().state.get_job(job_id)
+        svc = get_svc()
+        record = svc.state.get_job(job_id, now=svc.clock.now())
         if record is None:
             raise NotFound(f"no job {job_id}")
-        return json_response(record.to_json())
+        return json_response(record.to_json(svc.clock.now()))
+
+    @bp.get("/jobs")
+    def jobs() -> Response:
+        svc = get_svc()
+        limit, cursor = page_args()
+        records, next_cursor = svc.state.page_jobs(limit=limit, cursor=cursor)
+        now = svc.clock.now()
+        return json_response(
+            {"jobs": [r.to_json(now) for r in records], "next_cursor": next_cursor}
+        )
+
+    @bp.get("/images")
+    def images() -> Response:
+        svc = get_svc()
+        limit, cursor = page_args()
+        state = request.args.get("state") or None
+        if state is not None and state not in {s.value for s in VISIBLE_STATES}:
+            raise InvalidRequest("'state' must be queued, processing, done or failed")
+        views, next_cursor = pipeline.list_images(
+            svc, state=None if state is None else State(state), limit=limit, cursor=cursor
+        )
+        return json_response({"images": views, "next_cursor": next_cursor})
+
+    @bp.patch("/images/<image_id>")
+    def patch_image(image_id: str) -> Response:
+        payload = json_body()
+        if set(payload) != {"focus"}:
+            raise InvalidRequest('PATCH takes {"focus": [x, y]} or {"focus": null}')
+        focus = pipeline.check_focus(payload["focus"])
+        record = pipeline.set_focus(get_svc(), image_id_arg(image_id), focus)
+        body = {"image_id": record.image_id, "focus": record.focus, "status": record.state.value}
+        return json_response(body, 202)
+
+    @bp.post("/queues/<name>/<action>")
+    def queue_action(name: str, action: str) -> Response:
+        svc = get_svc()
+        names = {svc.settings.queue_high, svc.settings.queue}
+        if name not in names or action not in ("pause", "resume"):
+            raise NotFound("no such queue action")
+        if action == "pause":
+            svc.queue.pause(name)
+        else:
+            svc.queue.resume(name)
+        state = next((q.state for q in svc.queue.stats() if q.name == name), None)
+        return json_response({"name": name, "state": state})
+
+    @bp.get("/metrics")
+    def metrics_text() -> Response:
+        body = metrics.exposition(get_svc(), counters=process_counters)
+        return Response(body, mimetype=None, content_type=metrics.CONTENT_TYPE)
 
     @bp.get("/images/<image_id>")
     def image(image_id: str) -> Response:
-        return json_response(pipeline.image_view(get_svc(), _image_id(image_id)))
+        return json_response(pipeline.image_view(get_svc(), image_id_arg(image_id)))
 
     @bp.delete("/images/<image_id>")
     def delete_image(image_id: str) -> Response:
-        pipeline.delete_image(get_svc(), _image_id(image_id))  # idempotent
+        pipeline.delete_image(get_svc(), image_id_arg(image_id))  # idempotent
         return json_response({"image_id": image_id, "deleted": True})
 
     @bp.get("/status")
@@ -250,46 +240,3 @@ def api_blueprint(
             return response
 
     return bp
-
-
-def tasks_blueprint(get_svc: Callable[[], pipeline.Services], auth: TaskAuth) -> Blueprint:
-    bp = Blueprint("tasks", __name__)
-
-    @bp.before_request
-    def _check_task_auth() -> None:
-        # Nothing of the body is read (or logged) before the caller is known to be the queue.
-        auth.check(lower_keys(request.headers.items()))
-        g.task_authenticated = True
-        if (request.content_length or 0) <= MAX_TASK_BODY:
-            request.get_data(cache=True)  # small references: kept for the request's log line
-
-    @bp.post("/tasks/process")
-    def process() -> Response:
-        status, body = tasks.process(
-            get_svc(), lower_keys(request.headers.items()), request.get_data(cache=False)
-        )
-        return json_response(body, status)
-
-    @bp.post("/tasks/failed")
-    def failed() -> Response:
-        status, body = tasks.record_failure(get_svc(), request.get_data(cache=False))
-        return json_response(body, status)
-
-    return bp
-
-
-def create_app(
-    get_svc: Callable[[], pipeline.Services],
-    api_auth: ApiAuth,
-    task_auth: TaskAuth,
-    *,
-    max_upload_bytes: int,
-    serve_files: bool = True,
-) -> Flask:
-    app = Flask("imgpipe")
-    # Room for the multipart envelope around a file at the byte limit.
-    app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + 1024 * 1024
-    install_error_handlers(app)
-    app.register_blueprint(api_blueprint(get_svc, api_auth, serve_files=serve_files))
-    app.register_blueprint(tasks_blueprint(get_svc, task_auth))
-    return app

@@ -1,4 +1,4 @@
-"""The Cloud Functions' Flask apps: each function gets a small app made of imgpipe.httpapi's
+"""The Cloud Functions' Flask apps: each function gets a small app made of imgpipe.http's
 blueprints (the same routes and error bodies as `imgpipe serve`), limited to the paths of its
 own rows in PRODUCT.md, plus the GCP-only routes: POST /uploads/signed-url and the sweeper."""
 
@@ -17,14 +17,9 @@ from imgpipe import pipeline
 from imgpipe.auth import ApiAuth, TaskAuth, lower_keys
 from imgpipe.errors import InvalidRequest, NotFound
 from imgpipe.gcp.wiring import GcpRuntime, oidc_verifier
-from imgpipe.httpapi import (
-    api_blueprint,
-    install_error_handlers,
-    json_body,
-    json_response,
-    optional_str,
-    tasks_blueprint,
-)
+from imgpipe.http.api import api_blueprint
+from imgpipe.http.common import install_error_handlers, json_body, json_response, optional_str
+from imgpipe.http.taskroutes import tasks_blueprint
 from imgpipe.settings import Settings
 
 log = logging.getLogger("imgpipe.functions")
@@ -33,7 +28,7 @@ log = logging.getLogger("imgpipe.functions")
 ENDPOINTS: dict[str, frozenset[str]] = {
     "upload": frozenset({"api.upload", "api.signed_url"}),
     "enqueue": frozenset({"api.enqueue"}),
-    "worker": frozenset({"tasks.process"}),
+    "worker": frozenset({"tasks.process", "tasks.event"}),
     "failure": frozenset({"tasks.failed"}),
     "status": frozenset(
         {"api.job", "api.image", "api.delete_image", "api.status", "api.failed", "api.failed_retry"}

@@ -26,7 +26,10 @@ def in_process_handlers(runtime: LocalRuntime) -> Dispatcher:
         del headers
         return tasks.record_failure(svc, body)[0]
 
-    targets: dict[str, Handler | str] = {"worker": worker, "failure": failure}
+    def event(headers: dict[str, str], body: bytes) -> int:
+        return tasks.deliver_event(svc, lower_keys(headers.items()), body)[0]
+
+    targets: dict[str, Handler | str] = {"worker": worker, "failure": failure, "event": event}
     return Dispatcher(runtime.queue, svc.clock, targets)
 
 
@@ -34,5 +37,6 @@ def http_dispatcher(runtime: LocalRuntime, base_url: str, secret: str) -> Dispat
     targets: dict[str, Handler | str] = {
         "worker": f"{base_url}/tasks/process",
         "failure": f"{base_url}/tasks/failed",
+        "event": f"{base_url}/tasks/event",
     }
     return Dispatcher(runtime.queue, runtime.services.clock, targets, secret)
