@@ -104,7 +104,6 @@ _failed() {  # _failed WHAT ERRFILE CMD...
     printf '  command: %s\n' "$(quoted "$@")"
     sed 's/^/  | /' "$err"
   } >&2
-  rm -f "$err"
   exit 1
 }
 
@@ -112,27 +111,22 @@ _failed() {  # _failed WHAT ERRFILE CMD...
 _run() {
   local mode=$1 what=$2
   shift 2
-  local err tries=1 delay=$RETRY_DELAY
-  work_file stderr && err=$WORK_FILE
+  local err=$WORK/$BASHPID.stderr tries=1 delay=$RETRY_DELAY
   while :; do
     if "$@" 2>"$err"; then
       case $mode in lookup | probe) ;; *) cat "$err" >&2 ;; esac
-      rm -f "$err"
       return 0
     fi
     if [ "$mode" != change ] && [ "$mode" != eventual ] && _not_found "$err"; then
-      rm -f "$err"
       return 1
     fi
     # A retried create whose earlier try went through after all.
     if [ "$tries" -gt 1 ] && { [ "$mode" = change ] || [ "$mode" = eventual ]; } && grep -qiE 'ALREADY_EXISTS|already exists' "$err"; then
-      rm -f "$err"
       return 0
     fi
     if [ "$tries" -ge "$RETRIES" ] || { [ "$mode" != eventual ] && ! _transient "$err"; }; then
       if [ "$mode" = probe ]; then
         note "could not look up $what: $(head -c 300 "$err" | tr '\n' ' ')"
-        rm -f "$err"
         return 2
       fi
       _failed "$what" "$err" "$@"
@@ -187,10 +181,9 @@ _lookup() {
     return 1
   fi
   printf '+ (read-only) %s\n' "$(quoted "$@")" >&2
-  work_file stdout && __out=$WORK_FILE
+  __out=$WORK/$BASHPID.stdout
   _run "$__mode" "$__what" "$@" >"$__out" || __rc=$?
-  printf -v "$__var" '%s' "$(cat "$__out")"
-  rm -f "$__out"
+  printf -v "$__var" '%s' "$(<"$__out")"
   return "$__rc"
 }
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+
 def _load(path: str) -> Any:
     text = Path(path).read_text() if path != "-" else sys.stdin.read()
     return json.loads(text) if text.strip() else {}

@@ -94,7 +94,7 @@ class Fault:
     `regex`): the first `times` of them (None: always), with `message` on stderr. With
     `apply` the call takes effect all the same (its answer was lost)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (built from the JSON rules: Fault(**rule))
         self,
         match: str,
         message: str = "ERROR: (gcloud) UNAVAILABLE: injected by the test (503)",
@@ -177,8 +177,7 @@ def parse(argv: list[str]) -> Args:
 
 def _get(obj: Any, key: str) -> Any:
     for part in re.findall(r'"[^"]*"|[^.]+', key):
-        part = part.strip('"')
-        obj = obj.get(part) if isinstance(obj, dict) else None
+        obj = obj.get(part.strip('"')) if isinstance(obj, dict) else None
     return obj
 
 
@@ -707,7 +706,7 @@ def load_state(directory: str) -> dict[str, Any]:
 
 def save_state(directory: str, state: dict[str, Any]) -> None:
     tmp = os.path.join(directory, "state.json.tmp")
-    _write(tmp, json.dumps(state, indent=1, sort_keys=True))
+    _write(tmp, json.dumps(state))
     os.replace(tmp, os.path.join(directory, "state.json"))
 
 
@@ -753,10 +752,9 @@ def handle(directory: str, argv: list[str]) -> tuple[int, str, str]:
         faults = json.loads(_read(faults_path)) if os.path.exists(faults_path) else []
         fault = next((f for f in faults if Fault(**f).hits(line) and f.get("times") != 0), None)
         files = snapshot_files(directory, seq, argv)
-        if fault is not None:
-            if fault.get("times") is not None:
-                fault["times"] -= 1
-                _write(faults_path, json.dumps(faults))
+        if fault is not None and fault.get("times") is not None:
+            fault["times"] -= 1
+            _write(faults_path, json.dumps(faults))
         if fault is not None and not fault.get("apply"):
             rc, stderr = fault.get("rc", 1), fault["message"] + "\n"
         else:

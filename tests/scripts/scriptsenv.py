@@ -3,7 +3,6 @@ on PATH), and reads back what they did."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socketserver
@@ -201,9 +200,10 @@ class Fake:
 
 
 class FakeServer:
-    """Serves fakegcloud.handle on 127.0.0.1 to the bash `gcloud` launcher: the request is
-    NUL-separated (state dir, argc, argv...), the answer "RC ID" with the call's stdout and
-    stderr left in STATE_DIR/io/ID.out|err for the launcher to print."""
+    """Serves fakegcloud.handle on 127.0.0.1 to the bash `gcloud` launcher. The request is
+    NUL-separated (state dir, argc, argv...); the answer is "RC OUT_BYTES ERR_BYTES\\n" and the
+    two texts, which the launcher reads with bash's own `read -N`: a call costs no process but
+    the launcher's bash."""
 
     def __init__(self) -> None:
         server = self
@@ -216,7 +216,6 @@ class FakeServer:
         self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.tcp.daemon_threads = True
         self.port = int(self.tcp.server_address[1])
-        self.counter = itertools.count(1)
         self.thread = threading.Thread(target=self.tcp.serve_forever, daemon=True)
         self.thread.start()
 
@@ -238,12 +237,8 @@ class FakeServer:
             rc, out, err = fakegcloud.handle(directory, argv)
         except Exception as exc:  # a bug in the fake: make it visible in the script's output
             rc, out, err = 97, "", f"fake gcloud crashed: {exc!r}\n"
-        io_dir = Path(directory) / "io"
-        io_dir.mkdir(exist_ok=True)
-        ident = next(self.counter)
-        (io_dir / f"{ident}.out").write_text(out)
-        (io_dir / f"{ident}.err").write_text(err)
-        wfile.write(f"{rc} {ident}\n".encode())
+        data_out, data_err = out.encode(), err.encode()
+        wfile.write(f"{rc} {len(data_out)} {len(data_err)}\n".encode() + data_out + data_err)
         wfile.flush()
 
     def close(self) -> None:
@@ -253,13 +248,15 @@ class FakeServer:
 
 LAUNCHER = """#!/usr/bin/env bash
 # The fake gcloud (tests/scripts/fakegcloud.py, served by the test process).
+export LC_ALL=C  # read -N counts bytes
 exec 3<>/dev/tcp/127.0.0.1/{port} || exit 98
 printf '%s\\0' "${{FAKE_GCLOUD_DIR:?}}" "$#" "$@" >&3
-read -r rc id <&3 || exit 98
-io=$FAKE_GCLOUD_DIR/io/$id
-cat "$io.out"
-cat "$io.err" >&2
-rm -f "$io.out" "$io.err"
+read -r rc n_out n_err <&3 || exit 98
+out="" err=""
+[ "$n_out" -eq 0 ] || IFS= read -r -N "$n_out" out <&3
+[ "$n_err" -eq 0 ] || IFS= read -r -N "$n_err" err <&3
+printf '%s' "$out"
+printf '%s' "$err" >&2
 exit "$rc"
 """
 

@@ -6,12 +6,13 @@ ones (retried)."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
 import pytest
 from conftest import Journey
-from scriptsenv import PROJECT, Call, Fake, Result
+from scriptsenv import PROJECT, ROOT, Call, Fake, Result
 
 P = PROJECT
 SA = f"@{P}.iam.gserviceaccount.com"
@@ -66,9 +67,15 @@ EXPECTED_BINDINGS = {
         ("roles/cloudtasks.enqueuer", RUNTIME),
         ("roles/cloudtasks.viewer", RUNTIME),
     },
-    **{f"run:{REGION}/imgpipe-{fn}": {("roles/run.invoker", TASKS)} for fn in ("worker", "failure", "sweeper")},
+    **{
+        f"run:{REGION}/imgpipe-{fn}": {("roles/run.invoker", TASKS)}
+        for fn in ("worker", "failure", "sweeper")
+    },
     f"run:{REGION}/imgpipe-ingest": {("roles/run.invoker", TRIGGER)},
-    **{f"run:{REGION}/imgpipe-{fn}": {("roles/run.invoker", "allUsers")} for fn in ("upload", "enqueue", "status")},
+    **{
+        f"run:{REGION}/imgpipe-{fn}": {("roles/run.invoker", "allUsers")}
+        for fn in ("upload", "enqueue", "status")
+    },
 }
 
 
@@ -92,6 +99,23 @@ def creates(calls: list[Call]) -> list[str]:
     return [c.line for c in calls if not c.read_only and any(v in c.words for v in verbs)]
 
 
+@pytest.fixture(scope="module")
+def set_up(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> dict:
+    """The state after one setup (deploy failures start from it)."""
+    fake = Fake.create(tmp_path_factory.mktemp("set-up"), fake_bin)
+    assert fake.run("setup.sh").rc == 0
+    return fake.state()
+
+
+fresh = itertools.count()
+
+
+def fake_from(state: dict, tmp_path: Path, fake_bin: Path) -> Fake:
+    fake = Fake.create(tmp_path / f"cloud{next(fresh)}", fake_bin)
+    fake.write_state(state)
+    return fake
+
+
 # ---------------------------------------------------------------- a first deployment
 
 
@@ -107,7 +131,9 @@ def test_first_deployment_succeeds_without_a_failed_call(journey: Journey) -> No
     assert sorted(state["buckets"]) == sorted(
         [f"{P}-imgpipe", f"{P}-imgpipe-originals", f"{P}-imgpipe-uploads"]
     )
-    assert len(state["indexes"]["(default)"]) == 3
+    spec = json.loads((ROOT / "firestore.indexes.json").read_text())
+    assert len(state["indexes"]["(default)"]) == len(spec["indexes"])
+    assert len(state["fields"]["(default)"]) == len(spec["fieldOverrides"])
     assert set(state["metrics"]) == {"imgpipe-dead-letters", "imgpipe-failed-attempts"}
     assert sorted(p["displayName"] for p in state["alert_policies"]) == [
         "imgpipe: dead letters",
@@ -173,10 +199,14 @@ def test_originals_bucket_is_private_and_outputs_readable_not_listable(journey: 
 def test_second_runs_create_nothing(journey: Journey) -> None:
     assert creates(journey.setup2.calls) == []
     assert creates(journey.deploy2.calls) == []
-    updates = [c.line for c in journey.deploy2.calls if c.has("scheduler", "jobs", "update", "http")]
+    updates = [
+        c.line for c in journey.deploy2.calls if c.has("scheduler", "jobs", "update", "http")
+    ]
     assert len(updates) == 1  # converged, not created again
     assert not [c for c in journey.deploy2.calls if c.has("run", "services", "update")]
-    assert not [c for c in journey.setup2.calls if c.has("firestore", "indexes", "fields", "update")]
+    assert not [
+        c for c in journey.setup2.calls if c.has("firestore", "indexes", "fields", "update")
+    ]
 
 
 def test_seven_deploys_run_in_parallel_with_the_settings(journey: Journey) -> None:
@@ -187,9 +217,7 @@ def test_seven_deploys_run_in_parallel_with_the_settings(journey: Journey) -> No
     for fn in FUNCTIONS:
         function = state["functions"][f"{REGION}/imgpipe-{fn}"]
         assert function["entryPoint"] == fn
-        env = dict(
-            line.split(": ", 1) for line in function["env"].splitlines() if ": " in line
-        )
+        env = dict(line.split(": ", 1) for line in function["env"].splitlines() if ": " in line)
         assert env["IMGPIPE_ORIGINALS_BUCKET"] == f'"{P}-imgpipe-originals"'
         assert env["IMGPIPE_BUCKET"] == f'"{P}-imgpipe"'
         assert env["IMGPIPE_TASK_AUTH"] == "oidc"
@@ -277,7 +305,9 @@ def test_env_suffixes_every_name_and_keeps_the_default_env(staging_journey: Jour
             assert "-staging" in call.words[3], call.line
     assert creates(staging_journey.setup2.calls) == []
     # The staging metric counts only staging's failure function.
-    assert 'service_name="imgpipe-failure-staging"' in state["metrics"]["imgpipe-dead-letters-staging"]
+    assert (
+        'service_name="imgpipe-failure-staging"' in state["metrics"]["imgpipe-dead-letters-staging"]
+    )
 
 
 def test_alert_email_gets_one_channel_used_by_both_policies(staging_journey: Journey) -> None:
@@ -323,8 +353,10 @@ def test_dry_run_on_an_empty_project_changes_nothing(fake: Fake) -> None:
     assert deploy.changes() == []
 
 
-def test_dry_run_deploy_after_setup_prints_the_deploys(fake: Fake) -> None:
-    assert fake.run("setup.sh").rc == 0
+def test_dry_run_deploy_after_setup_prints_the_deploys(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
     result = fake.run("deploy.sh", "--dry-run")  # no wheel: the build is only printed
     assert result.rc == 0, result
     assert result.changes() == []
@@ -365,7 +397,9 @@ def test_no_permission_to_enable_services_is_named(fake: Fake) -> None:
     )
     result = fake.run("setup.sh")
     assert result.rc == 1
-    assert "FAILED: APIs: enable" in result.stderr and "serviceusage.services.enable" in result.stderr
+    assert (
+        "FAILED: APIs: enable" in result.stderr and "serviceusage.services.enable" in result.stderr
+    )
     assert [c.line for c in result.changes() if not c.injected] == []
 
 
@@ -382,31 +416,23 @@ def test_a_failing_queue_settings_helper_stops_setup(fake: Fake) -> None:
 PERMANENT = "ERROR: (gcloud) PERMISSION_DENIED: injected permanent failure (403)"
 
 
-@pytest.fixture(scope="module")
-def set_up(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> dict:
-    """The state after one setup (deploy failures start from it)."""
-    fake = Fake.create(tmp_path_factory.mktemp("set-up"), fake_bin)
-    assert fake.run("setup.sh").rc == 0
-    return fake.state()
-
-
-fresh = itertools.count()
-
-
-def fake_from(state: dict, tmp_path: Path, fake_bin: Path) -> Fake:
-    fake = Fake.create(tmp_path / f"cloud{next(fresh)}", fake_bin)
-    fake.write_state(state)
-    return fake
-
-
 @pytest.mark.parametrize(
     ("match", "named"),
     [
         ("tasks queues create normal", "FAILED: Cloud Tasks queues: create queue normal"),
         ("--role=roles/datastore.user", "FAILED: IAM: project roles: grant roles/datastore.user"),
-        ("storage buckets create gs://demo-proj-imgpipe-originals", "create bucket gs://demo-proj-imgpipe-originals"),
-        ("firestore indexes composite create", "FAILED: Firestore database (default) and its indexes: create index"),
-        ("logging metrics create imgpipe-dead-letters", "create log-based metric imgpipe-dead-letters"),
+        (
+            "storage buckets create gs://demo-proj-imgpipe-originals",
+            "create bucket gs://demo-proj-imgpipe-originals",
+        ),
+        (
+            "firestore indexes composite create",
+            "FAILED: Firestore database (default) and its indexes: create index",
+        ),
+        (
+            "logging metrics create imgpipe-dead-letters",
+            "create log-based metric imgpipe-dead-letters",
+        ),
     ],
 )
 def test_setup_failure_is_fatal_and_named(fake: Fake, match: str, named: str) -> None:
@@ -465,7 +491,9 @@ def test_transient_failures_are_retried(fake: Fake) -> None:
     fake.fail("storage buckets create gs://demo-proj-imgpipe ", times=2, message=TRANSIENT)
     # IAM does not know a just-created account yet: not a 503, but eventually consistent.
     fake.fail("--role=roles/datastore.user", times=2, message=NOT_YET)
-    fake.fail("firestore indexes composite create", times=1, message="ERROR: ABORTED: Too much contention")
+    fake.fail(
+        "firestore indexes composite create", times=1, message="ERROR: ABORTED: Too much contention"
+    )
     result = fake.run("setup.sh")
     assert result.rc == 0, result
     assert tries(result, "tasks queues create high") == [1, 0]
@@ -500,8 +528,10 @@ def test_retries_end_naming_what_never_became_consistent(fake: Fake) -> None:
     assert "FAILED: IAM: project roles: grant roles/run.admin" in result.stderr
 
 
-def test_a_failed_lookup_is_not_taken_for_missing(fake: Fake) -> None:
-    assert fake.run("setup.sh").rc == 0
+def test_a_failed_lookup_is_not_taken_for_missing(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
     fake.fail("tasks queues describe normal", times=None, message=PERMANENT)
     result = fake.run("setup.sh")
     assert result.rc == 1
@@ -512,14 +542,17 @@ def test_a_failed_lookup_is_not_taken_for_missing(fake: Fake) -> None:
 # ---------------------------------------------------------------- upgrading an old deployment
 
 
-def test_setup_converges_an_earlier_release(fake: Fake) -> None:
-    assert fake.run("setup.sh").rc == 0
+def test_setup_converges_an_earlier_release(set_up: dict, tmp_path: Path, fake_bin: Path) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
     state = fake.state()
     outputs = state["policies"][f"bucket:{P}-imgpipe"]
     outputs["roles/storage.objectViewer"] = ["allUsers"]
     state["policies"][f"project:{P}"]["roles/run.invoker"] = [TASKS]
     state["policies"][f"project:{P}"]["roles/cloudtasks.enqueuer"] = [RUNTIME]
-    state["objects"] = [f"{P}-imgpipe/originals/0123abcd", f"{P}-imgpipe/processed/0123abcd/w320.jpg"]
+    state["objects"] = [
+        f"{P}-imgpipe/originals/0123abcd",
+        f"{P}-imgpipe/processed/0123abcd/w320.jpg",
+    ]
     fake.write_state(state)
     refused = fake.run("setup.sh")
     assert refused.rc == 1
@@ -531,12 +564,16 @@ def test_setup_converges_an_earlier_release(fake: Fake) -> None:
         f"{P}-imgpipe/processed/0123abcd/w320.jpg",
         f"{P}-imgpipe-originals/originals/0123abcd",
     ]
-    assert bindings(state) == {k: v for k, v in EXPECTED_BINDINGS.items() if not k.startswith("run:")}
+    assert bindings(state) == {
+        k: v for k, v in EXPECTED_BINDINGS.items() if not k.startswith("run:")
+    }
     assert "broader than imgpipe needs" in refused.stderr
 
 
-def test_private_renditions_remove_the_public_binding(fake: Fake) -> None:
-    assert fake.run("setup.sh").rc == 0
+def test_private_renditions_remove_the_public_binding(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
     result = fake.run("setup.sh", PUBLIC_RENDITIONS="false")
     assert result.rc == 0
     assert "allUsers" not in str(fake.state()["policies"][f"bucket:{P}-imgpipe"])
