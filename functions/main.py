@@ -16,7 +16,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from imgpipe.gcp import logging as gcp_logging
-from imgpipe.gcp.httpapi import dispatch, function_app
+from imgpipe.gcp.functionapps import dispatch, function_app
 from imgpipe.gcp.ingest import handle_finalized
 from imgpipe.gcp.wiring import GcpRuntime, gcp_runtime
 from imgpipe.settings import Settings
@@ -58,7 +58,7 @@ def enqueue(request: flask.Request) -> flask.Response:
 
 @functions_framework.http
 def worker(request: flask.Request) -> flask.Response:
-    """POST /tasks/process (Cloud Tasks)"""
+    """POST /tasks/process, POST /tasks/event (Cloud Tasks)"""
     return dispatch(_app("worker"), request)
 
 
@@ -70,7 +70,8 @@ def failure(request: flask.Request) -> flask.Response:
 
 @functions_framework.http
 def status(request: flask.Request) -> flask.Response:
-    """GET /jobs/{id}, GET|DELETE /images/{id}, GET /status, GET /failed, POST /failed/retry"""
+    """The console (GET /), GET /jobs[/{id}], GET /images[/{id}], PATCH|DELETE /images/{id},
+    GET /status, GET /metrics, GET /failed, POST /failed/retry, POST /queues/{name}/pause|resume"""
     return dispatch(_app("status"), request)
 
 

@@ -319,3 +319,23 @@ def test_functions_publish_events_to_pubsub(deployment: Deployment, pubsub_host:
         image_id,
     )
     assert event["data"]["status"] == "done" and event["data"]["renditions"]
+
+
+def test_the_status_function_serves_the_console_listings_and_gauges(
+    deployment: Deployment,
+) -> None:
+    status, _, page = gcpenv.http("GET", deployment.url("status", "/"))
+    assert status == 200 and b"<html" in page
+    status, body = deployment.call("status", "GET", "/images?limit=2")
+    assert status == 200 and len(body["images"]) <= 2
+    status, body = deployment.call("status", "GET", "/jobs?limit=2")
+    assert status == 200 and "jobs" in body
+    status, _, text = gcpenv.http(
+        "GET", deployment.url("status", "/metrics"), headers={"X-API-Key": "gcp-test-token"}
+    )
+    assert status == 200 and b"imgpipe_images{" in text
+    assert b"imgpipe_tasks_total" not in text  # per-instance counters are not served here
+    status, body = deployment.call("status", "POST", "/queues/normal/pause")
+    assert (status, body["name"]) == (200, "normal"), body
+    status, body = deployment.call("status", "POST", "/queues/normal/resume")
+    assert status == 200, body

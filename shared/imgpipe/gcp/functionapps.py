@@ -19,6 +19,7 @@ from imgpipe.errors import InvalidRequest, NotFound
 from imgpipe.gcp.wiring import GcpRuntime, oidc_verifier
 from imgpipe.http.api import api_blueprint
 from imgpipe.http.common import install_error_handlers, json_body, json_response, optional_str
+from imgpipe.http.console import console_blueprint
 from imgpipe.http.taskroutes import tasks_blueprint
 from imgpipe.settings import Settings
 
@@ -31,7 +32,21 @@ ENDPOINTS: dict[str, frozenset[str]] = {
     "worker": frozenset({"tasks.process", "tasks.event"}),
     "failure": frozenset({"tasks.failed"}),
     "status": frozenset(
-        {"api.job", "api.image", "api.delete_image", "api.status", "api.failed", "api.failed_retry"}
+        {
+            "api.job",
+            "api.jobs",
+            "api.image",
+            "api.images",
+            "api.patch_image",
+            "api.delete_image",
+            "api.status",
+            "api.failed",
+            "api.failed_retry",
+            "api.queue_action",
+            "api.metrics_text",
+            "console.index",
+            "console.asset",
+        }
     ),
     "sweeper": frozenset({"gcp.sweep"}),
 }
@@ -149,9 +164,15 @@ def function_app(name: str, settings: Settings, runtime: Callable[[], GcpRuntime
             raise NotFound(f"{request.method} {request.path} is not served by '{name}'")
 
     if name in _API:
+        # Each instance counts only its own tasks: the status function serves the gauges of
+        # stored state (the log-based metrics from setup cover the rest).
         app.register_blueprint(
-            api_blueprint(get_svc, ApiAuth(settings.api_token), serve_files=False)
+            api_blueprint(
+                get_svc, ApiAuth(settings.api_token), serve_files=False, process_counters=False
+            )
         )
+        if name == "status":
+            app.register_blueprint(console_blueprint())
         app.view_functions["api.signed_url"] = signed_url_view(runtime)
     elif name in ("worker", "failure"):
         own = settings.worker_url if name == "worker" else settings.failure_url

@@ -750,7 +750,7 @@ function retried(r, what) {
   notice(
     [
       `Re-enqueued ${what}: ${fmtNum(r.total_tasks)} task(s), job `,
-      h("a", { href: "#/jobs", class: "mono" }, shortId(r.job_id)),
+      h("a", { href: "#/jobs", class: "mono", dataset: { jobId: r.job_id } }, shortId(r.job_id)),
       ".",
     ],
     "ok"
@@ -871,8 +871,13 @@ function pager(kind, nextCursor, build) {
   );
 }
 
-function imagesHash(state, cursor) {
-  return `#/images${qs({ state, cursor })}`;
+function imagesHash(state, cursor, limit) {
+  return `#/images${qs({ state, limit, cursor })}`;
+}
+
+function pageLimit(r, fallback) {
+  const n = Number(r.params.get("limit"));
+  return Number.isInteger(n) && n >= 1 && n <= 200 ? n : fallback;
 }
 
 const images = {
@@ -880,11 +885,12 @@ const images = {
   load: (r) =>
     api(
       "GET",
-      `/images${qs({ state: r.params.get("state"), limit: IMAGES_PAGE, cursor: r.params.get("cursor") })}`
+      `/images${qs({ state: r.params.get("state"), limit: pageLimit(r, IMAGES_PAGE), cursor: r.params.get("cursor") })}`
     ),
   busy: (d) => (d.images || []).some((i) => i.status === "queued" || i.status === "processing"),
   render(data, r) {
     const state = r.params.get("state") || "";
+    const limit = r.params.get("limit") || "";
     const all = data.images || [];
     const prefix = ui.filter;
     const list = prefix ? all.filter((i) => i.image_id.startsWith(prefix)) : all;
@@ -935,7 +941,7 @@ const images = {
           "nav",
           { class: "filters", "aria-label": "Filter by state" },
           [["", "all"], ...STATES.map((s) => [s, s])].map(([s, label]) =>
-            h("a", { href: imagesHash(s, ""), "aria-current": s === state ? "true" : null, dataset: { filter: label } }, label)
+            h("a", { href: imagesHash(s, "", limit), "aria-current": s === state ? "true" : null, dataset: { filter: label } }, label)
           )
         ),
         search
@@ -947,7 +953,7 @@ const images = {
             { class: "panel empty" },
             prefix ? "No image on this page starts with that id." : state ? `No ${state} images.` : "No images yet. Upload one with POST /upload."
           ),
-      pager("images", data.next_cursor, (c) => imagesHash(state, c))
+      pager("images", data.next_cursor, (c) => imagesHash(state, c, limit))
     );
   },
 };
@@ -1099,7 +1105,7 @@ function actionsFor(img) {
         onclick: () =>
           act("reprocess", async () => {
             const r = await api("POST", "/enqueue", { image_ids: [id], reprocess: true });
-            notice(["Reprocessing: job ", h("a", { href: "#/jobs", class: "mono" }, shortId(r.job_id)), ` (${fmtNum(r.total_tasks)} task(s)).`], "ok");
+            notice(["Reprocessing: job ", h("a", { href: "#/jobs", class: "mono", dataset: { jobId: r.job_id } }, shortId(r.job_id)), ` (${fmtNum(r.total_tasks)} task(s)).`], "ok");
           }),
       },
       "Reprocess"
@@ -1343,12 +1349,12 @@ function renditionCard(r) {
 // Jobs.
 
 function jobsHash(cursor) {
-  return `#/jobs${qs({ cursor })}`;
+  return `#/jobs${qs({ limit: route.params.get("limit"), cursor })}`;
 }
 
 const jobs = {
   title: () => "Jobs",
-  load: (r) => api("GET", `/jobs${qs({ limit: JOBS_PAGE, cursor: r.params.get("cursor") })}`),
+  load: (r) => api("GET", `/jobs${qs({ limit: pageLimit(r, JOBS_PAGE), cursor: r.params.get("cursor") })}`),
   busy: (d) => (d.jobs || []).some((j) => j.status === "running"),
   render(data) {
     const list = data.jobs || [];
