@@ -240,8 +240,10 @@ function start() {
 // Notices and the live indicator.
 
 let noticeTimer = null;
+let noticeAt = 0;
 
 function notice(content, kind = "info", ms = 8000) {
+  noticeAt = Date.now();
   const el = $("#notice");
   el.replaceChildren(...(Array.isArray(content) ? content : [content]));
   el.className = `notice ${kind}`;
@@ -254,10 +256,11 @@ function clearNotice() {
   $("#notice").hidden = true;
 }
 
-function setLive(text, kind = "") {
+function setLive(text, kind = "", title = "") {
   const el = $("#live-state");
   el.textContent = text;
   el.className = `live-state ${kind}`;
+  el.title = title;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -304,6 +307,7 @@ function onRoute() {
     else a.removeAttribute("aria-current");
   }
   document.title = `${VIEWS[route.view].title(route)} · imgpipe`;
+  if (Date.now() - noticeAt > 1500) clearNotice(); // notices belong to the view they came from
   poll.sig = null;
   poll.data = null;
   if (!authOk) return;
@@ -346,7 +350,7 @@ async function refresh({ reset = false } = {}) {
     if (changed) render();
     poll.delay = changed || reset ? POLL_BASE_MS : Math.min(poll.delay * 2, POLL_MAX_MS);
     if (view.busy && view.busy(data)) poll.delay = Math.min(poll.delay, POLL_BUSY_MAX_MS);
-    setLive(`live · updated ${new Date().toLocaleTimeString()} · next in ${Math.round(poll.delay / 1000)} s`);
+    setLive(`live · next in ${Math.round(poll.delay / 1000)} s`, "", `updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
     if (gen !== poll.gen || e.auth) return; // the key panel is up, polling stopped
     poll.delay = Math.min(poll.delay * 2, POLL_MAX_MS);
@@ -481,6 +485,8 @@ function pictureWithPlaceholder(rendition, palette, { cls = "thumb", alt = "", l
     });
     const done = () => {
       img.classList.add("loaded");
+      box.classList.add("loaded"); // the placeholder and its average colour step aside
+      box.style.backgroundColor = "";
       loaded.add(rendition.url);
     };
     img.addEventListener("load", done);
@@ -488,8 +494,8 @@ function pictureWithPlaceholder(rendition, palette, { cls = "thumb", alt = "", l
       img.remove();
       box.append(h("div", { class: "none" }, "thumbnail did not load"));
     });
-    if (loaded.has(rendition.url)) img.classList.add("loaded");
     img.src = rendition.url;
+    if (loaded.has(rendition.url) && img.complete) done();
     box.append(img);
   }
   return box;
@@ -1182,6 +1188,8 @@ function focusPicker(img, shown) {
     dataset: { rendition: shown.file },
   });
   const box = h("div", { class: "picker" }, picture);
+  // As wide as the panel, but never taller than 70% of the window.
+  box.style.maxWidth = `min(100%, calc(70vh * ${(shown.width / shown.height).toFixed(4)}))`;
   const mark = (f, cls) => {
     const m = h("span", { class: `marker ${cls}`, "aria-hidden": "true" });
     m.style.left = `${f[0] * 100}%`;
