@@ -13,6 +13,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 pub struct PixelAlloc;
 
+#[cfg(all(test, target_os = "linux"))]
+pub mod guard;
+
 #[cfg(target_os = "linux")]
 mod mapped {
     use std::alloc::Layout;
@@ -135,6 +138,10 @@ mod mapped {
 // depends only on the layout, which Rust passes unchanged to `dealloc`.
 unsafe impl GlobalAlloc for PixelAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        #[cfg(test)]
+        if let Some(p) = guard::alloc(layout, false) {
+            return p;
+        }
         if mapped::owns(layout) {
             // SAFETY: a block of at least `layout.size()` bytes, page aligned.
             unsafe { mapped::alloc(layout.size(), false) }
@@ -145,6 +152,10 @@ unsafe impl GlobalAlloc for PixelAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        #[cfg(test)]
+        if let Some(p) = guard::alloc(layout, true) {
+            return p;
+        }
         if mapped::owns(layout) {
             // SAFETY: as in `alloc`, zeroed.
             unsafe { mapped::alloc(layout.size(), true) }
@@ -155,6 +166,12 @@ unsafe impl GlobalAlloc for PixelAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        #[cfg(test)]
+        if guard::owns(ptr) {
+            // SAFETY: `ptr` is a guarded block, allocated for this layout.
+            unsafe { guard::free(ptr, layout) };
+            return;
+        }
         if mapped::owns(layout) {
             // SAFETY: `ptr` came from `mapped::alloc(layout.size(), _)`.
             unsafe { mapped::free(ptr, layout.size()) }
@@ -168,20 +185,38 @@ unsafe impl GlobalAlloc for PixelAlloc {
         // SAFETY: `new_size` is non-zero and does not overflow when rounded to `align`, as
         // `GlobalAlloc::realloc` requires of its caller.
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // A guarded block moves to a new one, and so does any block grown while guarding.
+        #[cfg(test)]
+        if guard::owns(ptr) || guard::active() {
+            // SAFETY: `ptr` is a live block of `layout`, as `realloc` requires.
+            return unsafe { self.moved(ptr, layout, new) };
+        }
         match (mapped::owns(layout), mapped::owns(new)) {
             // SAFETY: both layouts belong to the system allocator.
             (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
             // The block already spans the new size's class.
             (true, true) if mapped::class(layout.size()) == mapped::class(new_size) => ptr,
-            // SAFETY: allocate, copy what both blocks hold, free the old block.
-            _ => unsafe {
-                let out = self.alloc(new);
-                if !out.is_null() {
-                    std::ptr::copy_nonoverlapping(ptr, out, layout.size().min(new_size));
-                    self.dealloc(ptr, layout);
-                }
-                out
-            },
+            // SAFETY: `ptr` is a live block of `layout`, as `realloc` requires.
+            _ => unsafe { self.moved(ptr, layout, new) },
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl PixelAlloc {
+    /// `realloc` by allocating `new`, copying what both blocks hold and freeing the old one.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of `layout` from this allocator; `new` has a non-zero size.
+    unsafe fn moved(&self, ptr: *mut u8, layout: Layout, new: Layout) -> *mut u8 {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            let out = self.alloc(new);
+            if !out.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, out, layout.size().min(new.size()));
+                self.dealloc(ptr, layout);
+            }
+            out
         }
     }
 }

@@ -55,6 +55,7 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
 }
 
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
+    p.check()?;
     let (w, h) = dims_u16(p)?;
     let flat;
     let rgb = if p.channels == 4 {
@@ -82,8 +83,8 @@ struct WebPGuard {
 
 impl Drop for WebPGuard {
     fn drop(&mut self) {
-        // SAFETY: both were initialised by libwebp before the guard was created; freeing an
-        // empty picture or writer is a no-op.
+        // SAFETY: the picture was initialised by libwebp and the writer is an empty one (or
+        // one libwebp filled) before the guard was created; freeing empty ones is a no-op.
         unsafe {
             webp::WebPPictureFree(&mut self.pic);
             webp::WebPMemoryWriterClear(&mut self.writer);
@@ -92,6 +93,9 @@ impl Drop for WebPGuard {
 }
 
 pub fn webp(p: &Pixels, quality: f32, method: i32) -> Result<Vec<u8>> {
+    // libwebp reads `height` rows of `width * channels` bytes from the buffer, whatever
+    // its length.
+    p.check()?;
     let fail = |what: &str| ImgError::Internal(format!("WebP encoding failed: {what}"));
     let max = webp::WEBP_MAX_DIMENSION;
     if p.width > max || p.height > max {
@@ -109,13 +113,13 @@ pub fn webp(p: &Pixels, quality: f32, method: i32) -> Result<Vec<u8>> {
     }
     let mut g = WebPGuard {
         pic: webp::WebPPicture::new().map_err(|()| fail("picture"))?,
-        writer: unsafe_writer(),
+        writer: memory_writer(),
     };
     g.pic.width = p.width as i32;
     g.pic.height = p.height as i32;
     let stride = (p.width as usize * p.channels) as i32;
-    // SAFETY: `p.data` holds width*height*channels bytes (checked by the pipeline), libwebp
-    // copies it into the picture; the writer outlives the encode call.
+    // SAFETY: `p.data` holds exactly width*height*channels bytes of 3 or 4 channels (checked
+    // above), which libwebp copies into the picture; the writer outlives the encode call.
     unsafe {
         let imported = if p.channels == 4 {
             webp::WebPPictureImportRGBA(&mut g.pic, p.data.as_ptr(), stride)
@@ -130,16 +134,22 @@ pub fn webp(p: &Pixels, quality: f32, method: i32) -> Result<Vec<u8>> {
         if webp::WebPEncode(&config, &mut g.pic) == 0 {
             return Err(fail(&format!("error code {:?}", g.pic.error_code)));
         }
+        if g.writer.mem.is_null() || g.writer.size == 0 {
+            return Err(fail("libwebp wrote no output"));
+        }
+        // SAFETY: libwebp's memory writer holds `size` bytes at the non-null `mem`.
         Ok(std::slice::from_raw_parts(g.writer.mem, g.writer.size).to_vec())
     }
 }
 
-fn unsafe_writer() -> webp::WebPMemoryWriter {
-    let mut w = std::mem::MaybeUninit::<webp::WebPMemoryWriter>::uninit();
-    // SAFETY: WebPMemoryWriterInit fully initialises the struct (mem = NULL, size = 0).
-    unsafe {
-        webp::WebPMemoryWriterInit(w.as_mut_ptr());
-        w.assume_init()
+/// An empty memory writer: what `WebPMemoryWriterInit` makes, with its `pad` (which that
+/// function leaves untouched) zeroed too.
+fn memory_writer() -> webp::WebPMemoryWriter {
+    webp::WebPMemoryWriter {
+        mem: std::ptr::null_mut(),
+        size: 0,
+        max_size: 0,
+        pad: [0],
     }
 }
 

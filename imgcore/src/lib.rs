@@ -6,6 +6,8 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod exif;
+#[cfg(all(test, target_os = "linux"))]
+mod guard_pages;
 pub mod header;
 pub mod image;
 pub mod limits;

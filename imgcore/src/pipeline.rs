@@ -342,3 +342,55 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
         timings: t,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            max_pixels: 1 << 24,
+            jpeg_quality: 82,
+            webp_quality: 80.0,
+            webp_method: 4,
+            formats: vec![OutFormat::Jpeg],
+            threads: 1,
+            palette: true,
+        }
+    }
+
+    fn spec(width: u32, height: Option<u32>, cover: bool) -> Spec {
+        Spec {
+            width,
+            height,
+            cover,
+        }
+    }
+
+    fn photo(width: u32, height: u32) -> Vec<u8> {
+        let data = (0..width * height * 3)
+            .map(|i| ((i % 251) ^ (i / 1999)) as u8)
+            .collect();
+        let px = Pixels {
+            width,
+            height,
+            channels: 3,
+            data,
+        };
+        encode::jpeg(&px, 90).unwrap()
+    }
+
+    #[test]
+    fn a_full_width_cover_is_resampled_from_a_smaller_rendition() {
+        // (320 / 525) * 525 > 320: the crop scaled onto w320 used to end past its edge, and
+        // fast_image_resize refused it.
+        let specs = [spec(320, None, false), spec(300, Some(100), true)];
+        let done = process(&photo(525, 400), &specs, &options()).unwrap();
+        let sizes: Vec<_> = done
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.width, o.height))
+            .collect();
+        assert_eq!(sizes, [("w320", 320, 244), ("300x100-cover", 300, 100)]);
+    }
+}

@@ -40,11 +40,15 @@ pub fn blocks<const N: usize>(
     g: Geometry,
 ) -> (usize, usize) {
     let (rows, cols) = (g.sh / B * B, g.sw / B * B);
-    let fits = src.len() >= g.sw * g.sh * N && out.len() >= src.len();
+    let fits =
+        g.sw.checked_mul(g.sh)
+            .and_then(|n| n.checked_mul(N))
+            .is_some_and(|len| src.len() >= len && out.len() >= len);
     if !(N == 3 || N == 4) || !fits || !available() {
         return (0, 0);
     }
-    // SAFETY: the features were detected; `src` and `out` hold the whole image.
+    // SAFETY: AVX-512 F, BW and VBMI, all that `all_blocks` enables, were detected above;
+    // `src` and `out` hold the whole image.
     unsafe { all_blocks::<N>(src, out, g, rows, cols) };
     (rows, cols)
 }
@@ -101,8 +105,9 @@ unsafe fn all_blocks<const N: usize>(
         let r0s = starts(tile..rows.min(tile + TILE), B, g.rows_down);
         for &c0 in &c0s {
             for &r0 in &r0s {
-                // SAFETY: the block lies inside the image (r0 + 16 <= sh, c0 + 16 <= sw),
-                // and so does its image in `out`.
+                // SAFETY: `block` enables the same features as this function, which the
+                // caller established; the block lies inside the image (r0 + 16 <= sh,
+                // c0 + 16 <= sw), and so does its image in `out`.
                 unsafe { block::<N>(src, out, g, r0, c0, &patterns) };
             }
         }
@@ -125,7 +130,8 @@ unsafe fn block<const N: usize>(
     let mut rows = [_mm512_setzero_si512(); B];
     for (k, row) in rows.iter_mut().enumerate() {
         let at = ((r0 + k) * g.sw + c0) * N;
-        // SAFETY: the block's row holds 16 * N bytes from `at` (caller's contract).
+        // SAFETY: the block's row holds 16 * N bytes from `at`, and the CPU has AVX-512 F,
+        // BW and VBMI (caller's contract).
         // Tiles read 64 rows side by side, more streams than hardware prefetchers follow:
         // fetch each row a few blocks ahead (columns are walked leftwards when !cols_right).
         let ahead = if g.cols_right {
@@ -164,7 +170,8 @@ unsafe fn block<const N: usize>(
         let c = c0 + j;
         let y = if g.cols_right { c } else { g.sw - 1 - c };
         let at = (y * dw + x0) * N;
-        // SAFETY: display row y holds 16 * N bytes from `at` (caller's contract).
+        // SAFETY: display row y holds 16 * N bytes from `at`, and the CPU has AVX-512 F, BW
+        // and VBMI (caller's contract).
         unsafe {
             let p = out.as_mut_ptr().add(at);
             if N == 4 {
@@ -197,16 +204,20 @@ fn starts(range: std::ops::Range<usize>, step: usize, forward: bool) -> Vec<usiz
     starts
 }
 
-/// A vector of 16 i32 lanes, lane `c` being `f(c)`.
+/// A vector of 16 i32 lanes, lane `c` being `f(c)`. Needs AVX-512F: as a safe function with
+/// `target_feature`, it can only be called without `unsafe` from code enabling it too.
+#[target_feature(enable = "avx512f")]
 fn lanes(f: impl Fn(usize) -> usize) -> __m512i {
     let values: [i32; 16] = std::array::from_fn(|c| f(c) as i32);
-    // SAFETY: reads 64 bytes from a 16-element i32 array.
+    // SAFETY: reads 64 bytes from a 16-element i32 array; the CPU has AVX-512F, which every
+    // caller of this function has established.
     unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
 }
 
-/// A 64-byte vector whose byte `i` is `f(i)`.
+/// A 64-byte vector whose byte `i` is `f(i)`. Needs AVX-512F, as `lanes`.
+#[target_feature(enable = "avx512f")]
 fn byte_pattern(f: impl Fn(usize) -> u8) -> __m512i {
     let bytes: [u8; 64] = std::array::from_fn(f);
-    // SAFETY: reads 64 bytes from a 64-byte array.
+    // SAFETY: reads 64 bytes from a 64-byte array; the CPU has AVX-512F, as for `lanes`.
     unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
 }

@@ -55,7 +55,8 @@ fn apply_n<const N: usize>(
     orientation: u8,
 ) -> (Vec<u8>, u32, u32) {
     let (sw, sh) = (w as usize, h as usize);
-    if !(2..=8).contains(&orientation) || sw == 0 || pixels.len() != sw * sh * N {
+    let whole = sw.checked_mul(sh).and_then(|n| n.checked_mul(N));
+    if !(2..=8).contains(&orientation) || sw == 0 || whole != Some(pixels.len()) {
         return (pixels, w, h);
     }
     let (ow, oh) = oriented_size(w, h, orientation);

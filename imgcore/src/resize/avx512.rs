@@ -206,8 +206,11 @@ pub fn resize(
     if src.channels != CHANNELS || width == 0 || height == 0 || !available() {
         return None;
     }
+    if !super::crop_inside(crop, src.width, src.height) {
+        return None;
+    }
     let stride = src.width as usize * CHANNELS;
-    if src.data.len() < stride * src.height as usize {
+    if src.data.len() < stride.checked_mul(src.height as usize)? {
         return None;
     }
     let horizontal = weights::needed(crop.left, crop.width, width).then(|| {
@@ -218,15 +221,25 @@ pub fn resize(
         let bottom = crop.top + crop.height;
         weights::pass(src.height, crop.top, bottom, height, kernel, support)
     });
+    // One window per output column and row, or some output would never be stored.
+    if horizontal
+        .as_ref()
+        .is_some_and(|h| h.windows.len() != width as usize)
+        || vertical
+            .as_ref()
+            .is_some_and(|v| v.windows.len() != height as usize)
+    {
+        return None;
+    }
     // The vertical pass only computes the columns the horizontal one reads.
     let (first, end) = match &horizontal {
         Some(h) => h.span(),
-        None => (crop.left as u32, crop.left as u32 + width),
+        None => (crop.left as u32, (crop.left as u32).checked_add(width)?),
     };
-    if end > src.width || vertical.as_ref().is_none_or(|v| v.windows.is_empty()) {
-        // A plain crop, or a pure horizontal pass: rare enough to leave to the resizer.
+    if end > src.width || first > end {
         return None;
     }
+    // A plain crop, or a pure horizontal pass: rare enough to leave to the resizer.
     let vertical = Rows::new(vertical.as_ref()?, stride, first as usize * CHANNELS);
     let span = (end - first) as usize * CHANNELS;
     let columns = match &horizontal {
@@ -244,7 +257,13 @@ pub fn resize(
     }
 
     let out_stride = width as usize * CHANNELS;
-    let total = out_stride * height as usize;
+    let total = out_stride.checked_mul(height as usize)?;
+    // What `set_len` below relies on: each output row is stored whole, by the horizontal
+    // pass (one pixel per window) or, without one, by the vertical pass (`span` bytes).
+    let stored = columns.as_ref().map_or(span, |c| c.outputs * CHANNELS);
+    if stored != out_stride {
+        return None;
+    }
     // Every output byte is stored by a kernel: zeroing the buffer first would cost a third
     // of a large pass.
     let mut data: Vec<u8> = Vec::with_capacity(total);
@@ -286,7 +305,8 @@ pub fn resize(
             },
         }
     }
-    // SAFETY: the loop stored every byte of the `total` (each row's kernel covers its row).
+    // SAFETY: the loop stored every byte of the `total`: `height` rows, each stored whole
+    // (checked before the loop).
     unsafe { data.set_len(total) };
     Some(Pixels {
         width,

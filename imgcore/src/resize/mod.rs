@@ -13,10 +13,10 @@ use crate::rendition::Crop;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod weights;
+pub(crate) mod weights;
 
 /// Lanczos3's half-width in source samples (at scale 1).
-const SUPPORT: f64 = 3.0;
+pub(crate) const SUPPORT: f64 = 3.0;
 
 fn pixel_type(channels: usize) -> Result<PixelType> {
     match channels {
@@ -32,7 +32,7 @@ fn pixel_type(channels: usize) -> Result<PixelType> {
 /// sin(pi * x) = sin(3t) = 3 sin t - 4 sin^3 t. The resizer evaluates the kernel for every tap
 /// of every output row and column, and glibc's `sin` was 15 % of the resize time of a 2 MP
 /// photo's renditions.
-fn lanczos3(x: f64) -> f64 {
+pub(crate) fn lanczos3(x: f64) -> f64 {
     if x == 0.0 {
         return 1.0;
     }
@@ -55,7 +55,18 @@ pub fn is_identity(src: &Pixels, crop: Crop, width: u32, height: u32) -> bool {
     crop == Crop::full(src.width, src.height) && (width, height) == (src.width, src.height)
 }
 
-/// Resamples `crop` of `src` to `width` x `height`.
+/// Whether `crop` is a non-empty region inside a `width` x `height` image: what
+/// fast_image_resize accepts, and what the weights and the kernels read within.
+pub fn crop_inside(crop: Crop, width: u32, height: u32) -> bool {
+    // Written so that NaN fails every comparison.
+    let axis = |start: f64, len: f64, size: u32| {
+        start >= 0.0 && len > 0.0 && start + len <= f64::from(size)
+    };
+    axis(crop.left, crop.width, width) && axis(crop.top, crop.height, height)
+}
+
+/// Resamples `crop` of `src` to `width` x `height`; an error for pixels that do not fill
+/// their buffer, a crop outside the image or an empty target.
 pub fn resize(
     resizer: &mut Resizer,
     src: &Pixels,
@@ -63,6 +74,19 @@ pub fn resize(
     width: u32,
     height: u32,
 ) -> Result<Pixels> {
+    src.check()?;
+    if !crop_inside(crop, src.width, src.height) {
+        return Err(ImgError::InvalidArgument(format!(
+            "crop {crop:?} is not inside the {}x{} image",
+            src.width, src.height
+        )));
+    }
+    if width == 0 || height == 0 {
+        return Err(ImgError::InvalidArgument(format!(
+            "cannot resize to {width}x{height}"
+        )));
+    }
+    crate::limits::buffer_len(width, height, src.channels)?;
     if is_identity(src, crop, width, height) {
         return Ok(src.clone());
     }
@@ -73,8 +97,17 @@ pub fn resize(
     resize_with(resizer, src, crop, width, height)
 }
 
+/// `resize` by the AVX-512 kernels alone; None where they do not apply.
+#[cfg(test)]
+pub(crate) fn resize_simd(src: &Pixels, crop: Crop, width: u32, height: u32) -> Option<Pixels> {
+    #[cfg(target_arch = "x86_64")]
+    return avx512::resize(src, crop, width, height, lanczos3, SUPPORT);
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// `resize` by fast_image_resize alone.
-fn resize_with(
+pub(crate) fn resize_with(
     resizer: &mut Resizer,
     src: &Pixels,
     crop: Crop,
@@ -104,14 +137,30 @@ fn resize_with(
 
 /// Scales a crop of the full source onto an intermediate rendition of the full source.
 pub fn crop_on(crop: Crop, src_w: u32, src_h: u32, mid_w: u32, mid_h: u32) -> Crop {
-    let sx = f64::from(mid_w) / f64::from(src_w);
-    let sy = f64::from(mid_h) / f64::from(src_h);
+    let (left, width) = scale_axis(crop.left, crop.width, src_w, mid_w);
+    let (top, height) = scale_axis(crop.top, crop.height, src_h, mid_h);
     Crop {
-        left: crop.left * sx,
-        top: crop.top * sy,
-        width: crop.width * sx,
-        height: crop.height * sy,
+        left,
+        top,
+        width,
+        height,
     }
+}
+
+/// `[start, start + len)` of an axis of `from` samples, on the same axis at `to` samples.
+/// A crop reaching the source's edge can land past the intermediate's by rounding ((320 / 525)
+/// * 525 > 320), which the resizer refuses; such a length is shortened to end at the edge.
+fn scale_axis(start: f64, len: f64, from: u32, to: u32) -> (f64, f64) {
+    let s = f64::from(to) / f64::from(from);
+    let (start, mut len) = (start * s, len * s);
+    let end = f64::from(to);
+    if start + len > end {
+        len = end - start;
+        while start + len > end {
+            len = len.next_down();
+        }
+    }
+    (start, len)
 }
 
 #[cfg(test)]
@@ -159,6 +208,33 @@ mod tests {
                 ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
             Resizer::new().resize(&img, &mut theirs, &opts).unwrap();
             assert_eq!(ours.data, theirs.into_vec(), "{tw}x{th}");
+        }
+    }
+
+    #[test]
+    fn crops_scaled_onto_an_intermediate_stay_inside_it() {
+        for src in 2..3000u32 {
+            for mid in [320, 640, 1280, src / 2, src - 1, src * 2 / 3] {
+                if mid == 0 || mid >= src {
+                    continue;
+                }
+                // Full-width and right-aligned crops, the ones whose edge is the source's.
+                let (h, f) = (src / 2, f64::from(src));
+                for crop in [
+                    Crop::full(src, h),
+                    Crop {
+                        left: f / 3.0,
+                        top: 0.0,
+                        width: f - f / 3.0,
+                        height: 1.0,
+                    },
+                ] {
+                    let on = crop_on(crop, src, h, mid, h);
+                    assert!(crop_inside(on, mid, h), "{src} -> {mid}: {on:?}");
+                    let want = crop.width * f64::from(mid) / f;
+                    assert!((on.width - want).abs() < 1e-9, "{src} -> {mid}: {on:?}");
+                }
+            }
         }
     }
 

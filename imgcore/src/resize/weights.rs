@@ -51,7 +51,8 @@ pub fn needed(in0: f64, len: f64, out_size: u32) -> bool {
 }
 
 /// Weights resampling `[in0, in1)` of an axis of `in_size` samples to `out_size` samples with
-/// `kernel` of half-width `support`, widened by the scale when downsampling.
+/// `kernel` of half-width `support`, widened by the scale when downsampling; no windows when
+/// the range is empty or not inside the axis.
 pub fn pass(
     in_size: u32,
     in0: f64,
@@ -61,7 +62,9 @@ pub fn pass(
     support: f64,
 ) -> Pass {
     let scale = (in1 - in0) / f64::from(out_size);
-    if in_size == 0 || out_size == 0 || scale <= 0.0 {
+    // Also refuses NaN: every comparison with it fails.
+    let inside = in0 >= 0.0 && in1 <= f64::from(in_size) && scale > 0.0 && scale.is_finite();
+    if !inside || out_size == 0 {
         return Pass {
             precision: 0,
             windows: Vec::new(),
@@ -80,7 +83,8 @@ pub fn pass(
         let hi = (centre + radius).ceil().min(f64::from(in_size)) as u32;
         let pixel_centre = centre - 0.5;
         let mut start = lo;
-        let mut values: Vec<f64> = Vec::with_capacity((hi - lo) as usize);
+        // The centre lies inside the axis, so lo <= hi; saturating keeps that a fact here.
+        let mut values: Vec<f64> = Vec::with_capacity(hi.saturating_sub(lo) as usize);
         for x in lo..hi {
             let w = memo.value((f64::from(x) - pixel_centre) * inverse);
             // Leading zero weights move the window's start instead of being read.
