@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from browserkit import (
@@ -30,6 +31,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from corpus import corpus_dir
 from local.serveproc import TOKEN
 
 Driver = Any
@@ -487,3 +489,80 @@ def test_views_are_keyboard_reachable(browser: Driver, store: Store) -> None:
     assert any(str(r).endswith("#/failures") for r in reached), reached
     outline = browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), outline
+
+
+def live_text(driver: Driver) -> str:
+    return str(one(driver, "#live-state").text)
+
+
+def failed_fetches(driver: Driver) -> int:
+    return int(
+        driver.execute_script(
+            """return performance.getEntriesByType('resource')
+                 .filter(e => new URL(e.name).pathname === '/failed').length"""
+        )
+    )
+
+
+def test_polling_backs_off_and_pauses_while_hidden(browser: Driver, store: Store) -> None:
+    """Nothing changes on the failures view: the interval doubles 2 -> 4 -> 8 s; a user's
+    refresh resets it; a hidden tab polls nothing until it is shown again."""
+    go(browser, "#/failures", f"tr[data-image-id='{store.bad_id}']")
+    browser.execute_script(
+        "performance.setResourceTimingBufferSize(10000); performance.clearResourceTimings()"
+    )
+    wait_for("the interval at 4 s", lambda: "next in 4 s" in live_text(browser), timeout=6)
+    wait_for("the interval at 8 s", lambda: "next in 8 s" in live_text(browser), timeout=8)
+    one(browser, "#refresh").click()
+    wait_for("the interval reset", lambda: "next in 2 s" in live_text(browser), timeout=3)
+
+    browser.execute_script(
+        """Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+           Object.defineProperty(document, 'visibilityState',
+                                 {configurable: true, get: () => 'hidden'});
+           document.dispatchEvent(new Event('visibilitychange'));"""
+    )
+    wait_for("polling paused", lambda: "hidden" in live_text(browser), timeout=3)
+    before = failed_fetches(browser)
+    time.sleep(3)  # longer than the 2 s interval it had
+    assert failed_fetches(browser) == before
+    browser.execute_script(
+        """delete document.hidden; delete document.visibilityState;
+           document.dispatchEvent(new Event('visibilitychange'));"""
+    )
+    wait_for("a poll once shown", lambda: failed_fetches(browser) > before, timeout=3)
+    wait_for("live again", lambda: "next in 2 s" in live_text(browser), timeout=3)
+
+
+def test_reprocess_and_delete_with_confirm(browser: Driver, store: Store) -> None:
+    reply = store.server.upload(
+        "png_palette_basn3p08.png", (corpus_dir() / "png_palette_basn3p08.png").read_bytes()
+    )
+    image_id = reply.json()["image_id"]
+    assert store.server.wait_image(image_id, timeout=30)["status"] == "done"
+    go(browser, f"#/image/{image_id}", "li.rendition")
+
+    one(browser, "[data-key='reprocess']").click()
+    link = wait_for("the reprocess job", lambda: visible(browser, "#notice a[data-job-id]"))
+    job = api(store, "GET", f"/jobs/{link.get_attribute('data-job-id')}")
+    assert job["total_tasks"] == 1
+
+    one(browser, "[data-key='delete']").click()
+    wait_for("the confirmation", lambda: visible(browser, "[role='alertdialog']"))
+    # Focus moved to the destructive button; Cancel keeps the image.
+    assert browser.switch_to.active_element.get_attribute("data-key") == "delete-yes"
+    shoot(browser, "image-delete-confirm")
+    one(browser, "[data-key='delete-no']").click()
+    wait_for("the confirmation gone", lambda: visible(browser, "[role='alertdialog']") is None)
+    assert store.server.request("GET", f"/images/{image_id}").status == 200
+
+    one(browser, "[data-key='delete']").click()
+    wait_for("the confirmation", lambda: visible(browser, "[data-key='delete-yes']")).click()
+    wait_for("back on the images", lambda: browser.current_url.endswith("#/images"))
+    wait_for(
+        "the image gone",
+        lambda: store.server.request("GET", f"/images/{image_id}").status == 404,
+    )
+    tiles = [t.get_attribute("data-image-id") for t in css(browser, ".tile")]
+    assert image_id not in tiles
+    no_console_errors(browser)

@@ -240,10 +240,9 @@ function start() {
 // Notices and the live indicator.
 
 let noticeTimer = null;
-let noticeAt = 0;
+let noticeCarries = false; // the next route change keeps the notice (it is about that move)
 
 function notice(content, kind = "info", ms = 8000) {
-  noticeAt = Date.now();
   const el = $("#notice");
   el.replaceChildren(...(Array.isArray(content) ? content : [content]));
   el.className = `notice ${kind}`;
@@ -307,7 +306,9 @@ function onRoute() {
     else a.removeAttribute("aria-current");
   }
   document.title = `${VIEWS[route.view].title(route)} · imgpipe`;
-  if (Date.now() - noticeAt > 1500) clearNotice(); // notices belong to the view they came from
+  // Notices belong to the view they came from, unless they announce the move itself.
+  if (noticeCarries) noticeCarries = false;
+  else clearNotice();
   poll.sig = null;
   poll.data = null;
   if (!authOk) return;
@@ -1151,6 +1152,7 @@ function deleteConfirm(id) {
             await api("DELETE", `/images/${encodeURIComponent(id)}`);
             ui.confirmDelete = null;
             notice(["Deleted image ", h("span", { class: "mono" }, id), "."], "ok");
+            noticeCarries = true;
             location.hash = "#/images";
           }),
       },
