@@ -116,7 +116,7 @@ def set_dark(driver: Any, dark: bool) -> None:
 
 def shoot(driver: Any, name: str) -> Path:
     """A full-page PNG of what the browser shows, under artifacts/console/."""
-    driver.execute_script("return document.fonts ? document.fonts.ready : null")
+    driver.execute_script("return document.fonts ? document.fonts.ready.then(() => true) : true")
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     width = metrics["cssLayoutViewport"]["clientWidth"]

@@ -149,7 +149,8 @@ async function api(method, path, body, { quiet = false } = {}) {
   }
   let resp;
   try {
-    resp = await fetch(path, init);
+    // Relative to the page, so a console served under a path prefix calls the API beside it.
+    resp = await fetch(path.replace(/^\//, ""), init);
   } catch {
     throw new ApiError(0, "network", "imgpipe did not answer: is the server running?");
   }
@@ -1446,6 +1447,11 @@ const VIEWS = { overview, images, image: imageView, failures, jobs };
 
 async function boot() {
   $("#key-form").addEventListener("submit", submitKey);
+  // The skip link moves focus without touching the hash (the hash is the route).
+  $(".skip").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    $("#main").focus();
+  });
   $("#refresh").addEventListener("click", () => {
     clearNotice();
     refresh({ reset: true });
