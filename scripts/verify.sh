@@ -73,7 +73,7 @@ key=(-H "X-API-Key: $TOKEN")
 
 step "Bucket policies"
 for b in "$ORIGINALS_BUCKET" "$UPLOAD_BUCKET"; do
-  lookup _ "bucket gs://$b" g storage buckets describe "gs://$b" --format='value(name)' \
+  lookup found "bucket gs://$b" g storage buckets describe "gs://$b" --format='value(name)' \
     || fail "gs://$b does not exist: run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME}"
   public_bindings bucket "$b"
   [ -z "$PUBLIC" ] || fail "gs://$b (private) has public bindings: $(tr '\t\n' ': ' <<<"$PUBLIC")"
