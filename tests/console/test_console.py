@@ -318,7 +318,8 @@ def cover_state(store: Store) -> tuple[dict[str, Any], dict[str, str]]:
     for r in view["renditions"]:
         if r["name"].endswith("-cover"):
             body = store.server.request("GET", r["url"]).body
-            covers[r["format"]] = f"{r['file']}:{hashlib.sha256(body).hexdigest()}"
+            # The pixels, not the file name: a new name alone would not show the crop moved.
+            covers[r["format"]] = hashlib.sha256(body).hexdigest()
     return view, covers
 
 
