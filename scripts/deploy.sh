@@ -38,12 +38,8 @@ resolve_names
 case $URL_MODE in public | signed) ;; *) die "IMGPIPE_URL_MODE must be public or signed" ;; esac
 case $PUBLIC_API in true | false) ;; *) die "PUBLIC_API must be true or false" ;; esac
 [ -z "$wheel" ] || [ -f "$wheel" ] || die "no wheel at $wheel"
-enabled=""
-lookup enabled "the enabled APIs" g services list --enabled --format='value(config.name)' || true
-for api in cloudfunctions run cloudbuild iam secretmanager cloudscheduler eventarc; do
-  grep -qx "$api.googleapis.com" <<<"$enabled" \
-    || die "preflight: $api.googleapis.com is not enabled in $PROJECT: run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME} first"
-done
+require_apis "run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME} first" \
+  cloudfunctions run cloudbuild iam secretmanager cloudscheduler eventarc
 for sa in "$RUNTIME_SA" "$TASKS_SA" "$BUILD_SA" "$TRIGGER_SA"; do
   lookup found "service account $sa" g iam service-accounts describe "$sa" --format='value(email)' \
     || die "preflight: $sa does not exist: run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME} first"

@@ -245,7 +245,9 @@ for q in "$QUEUE_HIGH" "$QUEUE"; do
   else
     change "create queue $q" g tasks queues create "$q" --location="$REGION" "${flags[@]}"
   fi
-  ensure_bindings queue "$q" roles/cloudtasks.enqueuer "$RUNTIME" roles/cloudtasks.viewer "$RUNTIME"
+  # Create tasks; read the queue's retry settings and its tasks; pause and resume it (status).
+  ensure_bindings queue "$q" roles/cloudtasks.enqueuer "$RUNTIME" \
+    roles/cloudtasks.viewer "$RUNTIME" roles/cloudtasks.queueAdmin "$RUNTIME"
 done
 
 # ---------------------------------------------------------------- Firestore

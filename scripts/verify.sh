@@ -39,6 +39,8 @@ command -v curl >/dev/null || die "preflight: curl is not installed"
 preflight_account
 resolve_names
 [ -f "$SAMPLE" ] || die "preflight: no sample photo at $SAMPLE"
+require_apis "run scripts/setup.sh and scripts/deploy.sh${ENV_NAME:+ --env $ENV_NAME} first" \
+  cloudfunctions secretmanager storage
 
 urls=()
 for fn in upload status; do

@@ -337,3 +337,14 @@ resolve_names() {
 }
 
 fn_name() { printf 'imgpipe-%s%s' "$1" "$SUFFIX"; }
+
+# require_apis HINT API...: stops naming the first API of the list that is not enabled.
+require_apis() {
+  local hint=$1 enabled="" api
+  shift
+  lookup enabled "the enabled APIs" g services list --enabled --format='value(config.name)' || true
+  for api in "$@"; do
+    grep -qx "$api.googleapis.com" <<<"$enabled" \
+      || die "preflight: $api.googleapis.com is not enabled in $PROJECT: $hint"
+  done
+}

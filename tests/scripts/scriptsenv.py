@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PROJECT = fakegcloud.PROJECT
 WHEEL_TAG = "cp311-abi3-manylinux_2_28_x86_64"
+NO_ACCOUNT = "You do not currently have an active account selected"
 
 # Verbs that only read: everything else a script runs changes something.
 READ_ONLY = {
@@ -268,3 +271,35 @@ def write_launcher(bin_dir: Path, server: FakeServer) -> Path:
     launcher.write_text(LAUNCHER.format(port=server.port))
     launcher.chmod(0o755)
     return launcher
+
+
+# ---------------------------------------------------------------- the real gcloud
+
+
+def gcloud_real() -> str:
+    found = shutil.which("gcloud", path=os.environ.get("PATH", "").replace(":", os.pathsep))
+    assert found, "the Google Cloud CLI is not installed (gcloud info)"
+    return found
+
+
+def replay(argv: list[str]) -> tuple[list[str], int, str]:
+    """`gcloud ARGV` (the real one) with an empty configuration directory: no account, no
+    project, no credentials, no metadata server, no update check."""
+    real = gcloud_real()
+    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_"))}
+        env.update(
+            CLOUDSDK_CONFIG=config,
+            CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
+            CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="1",
+            CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+        )
+        done = subprocess.run(
+            [real, *argv],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    return argv, done.returncode, done.stderr

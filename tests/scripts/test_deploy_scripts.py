@@ -62,10 +62,12 @@ EXPECTED_BINDINGS = {
     f"queue:{REGION}/high": {
         ("roles/cloudtasks.enqueuer", RUNTIME),
         ("roles/cloudtasks.viewer", RUNTIME),
+        ("roles/cloudtasks.queueAdmin", RUNTIME),
     },
     f"queue:{REGION}/normal": {
         ("roles/cloudtasks.enqueuer", RUNTIME),
         ("roles/cloudtasks.viewer", RUNTIME),
+        ("roles/cloudtasks.queueAdmin", RUNTIME),
     },
     **{
         f"run:{REGION}/imgpipe-{fn}": {("roles/run.invoker", TASKS)}

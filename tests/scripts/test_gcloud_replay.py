@@ -5,10 +5,6 @@ argument error. Identical command shapes run once; they run in parallel."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,9 +12,8 @@ from pathlib import Path
 import fakegcloud
 import pytest
 from conftest import Journey
-from scriptsenv import Call, Fake
+from scriptsenv import NO_ACCOUNT, Call, Fake, replay
 
-NO_ACCOUNT = "You do not currently have an active account selected"
 ARGUMENT_ERRORS = (
     "unrecognized arguments",
     "Invalid choice",
@@ -55,12 +50,6 @@ ANY_VALUE = {
 }
 
 
-def gcloud_real() -> str:
-    found = shutil.which("gcloud", path=os.environ.get("PATH", "").replace(":", os.pathsep))
-    assert found, "the Google Cloud CLI is not installed (gcloud info)"
-    return found
-
-
 def shape(call: Call) -> tuple[object, ...]:
     argv = [token.replace("-staging", "") for token in call.argv]  # --env NAME: same shapes
     args = fakegcloud.parse(argv)
@@ -80,29 +69,6 @@ def with_snapshots(call: Call) -> list[str]:
         name = argv[int(index)].split("=", 1)[0]
         argv[int(index)] = f"{name}={copy}"
     return argv
-
-
-def replay(argv: list[str]) -> tuple[list[str], int, str]:
-    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_"))}
-        env.update(
-            CLOUDSDK_CONFIG=config,
-            CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
-            CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="1",
-            CLOUDSDK_CORE_DISABLE_PROMPTS="1",
-        )
-        done = subprocess.run(
-            [REAL, *argv],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    return argv, done.returncode, done.stderr
-
-
-REAL = gcloud_real()
 
 
 def distinct(calls: Iterable[Call]) -> list[Call]:
