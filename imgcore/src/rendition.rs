@@ -51,7 +51,34 @@ fn scaled(a: u32, b: u32, c: u32) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX).max(1)
 }
 
-fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
+/// Where a cover crop is centred, as fractions of the display width and height.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Focus {
+    pub x: f64,
+    pub y: f64,
+}
+
+impl Focus {
+    pub const CENTRE: Self = Self { x: 0.5, y: 0.5 };
+
+    /// Fractions in 0..=1, or an error (NaN and infinities included).
+    pub fn new(x: f64, y: f64) -> Result<Self> {
+        if !((0.0..=1.0).contains(&x) && (0.0..=1.0).contains(&y)) {
+            return Err(ImgError::InvalidArgument(format!(
+                "focus must be fractions 0..1 of width and height, got ({x}, {y})"
+            )));
+        }
+        Ok(Self { x, y })
+    }
+
+    /// The offset of a `window`-long span within `length` that puts `fraction` of the length
+    /// as near its middle as the edges allow.
+    fn offset(fraction: f64, length: f64, window: f64) -> f64 {
+        (fraction * length - window / 2.0).clamp(0.0, (length - window).max(0.0))
+    }
+}
+
+fn plan_one(spec: Spec, sw: u32, sh: u32, focus: Focus) -> Result<Plan> {
     let full = Crop::full(sw, sh);
     match (spec.width, spec.height) {
         (0, _) | (_, Some(0)) => Err(ImgError::InvalidArgument(format!(
@@ -95,7 +122,7 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
         }
         (w, Some(h)) => {
             let name = format!("{w}x{h}-cover");
-            // The largest box-shaped region of the source, centred.
+            // The largest box-shaped region of the source, around the focal point.
             let box_wider = u64::from(w) * u64::from(sh) >= u64::from(h) * u64::from(sw);
             let (cw, ch) = if box_wider {
                 (f64::from(sw), f64::from(sw) * f64::from(h) / f64::from(w))
@@ -104,8 +131,8 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
             };
             if f64::from(w) <= cw && f64::from(h) <= ch {
                 let crop = Crop {
-                    left: (f64::from(sw) - cw) / 2.0,
-                    top: (f64::from(sh) - ch) / 2.0,
+                    left: Focus::offset(focus.x, f64::from(sw), cw),
+                    top: Focus::offset(focus.y, f64::from(sh), ch),
                     width: cw,
                     height: ch,
                 };
@@ -117,16 +144,16 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
                 });
             }
             // The box is larger than the source: a plain crop of the box's aspect ratio at
-            // source scale, on whole pixels (floor of the centred offset) so nothing is
-            // resampled or blurred by a half-pixel shift.
+            // source scale, on whole pixels (floor of the offset) so nothing is resampled or
+            // blurred by a half-pixel shift.
             let (ow, oh) = if box_wider {
                 (sw, scaled(sw, h, w).min(sh))
             } else {
                 (scaled(sh, w, h).min(sw), sh)
             };
             let crop = Crop {
-                left: f64::from((sw - ow) / 2),
-                top: f64::from((sh - oh) / 2),
+                left: Focus::offset(focus.x, f64::from(sw), f64::from(ow)).floor(),
+                top: Focus::offset(focus.y, f64::from(sh), f64::from(oh)).floor(),
                 width: f64::from(ow),
                 height: f64::from(oh),
             };
@@ -143,9 +170,14 @@ fn plan_one(spec: Spec, sw: u32, sh: u32) -> Result<Plan> {
 /// Plans every requested rendition for a display-space source; names repeated after clamping
 /// (e.g. two widths above the source width) are produced once, first occurrence first.
 pub fn plan(specs: &[Spec], src_w: u32, src_h: u32) -> Result<Vec<Plan>> {
+    plan_around(specs, src_w, src_h, Focus::CENTRE)
+}
+
+/// `plan` with cover crops around `focus` instead of the centre.
+pub fn plan_around(specs: &[Spec], src_w: u32, src_h: u32, focus: Focus) -> Result<Vec<Plan>> {
     let mut out: Vec<Plan> = Vec::with_capacity(specs.len());
     for &spec in specs {
-        let p = plan_one(spec, src_w, src_h)?;
+        let p = plan_one(spec, src_w, src_h, focus)?;
         if !out.iter().any(|q| q.name == p.name) {
             out.push(p);
         }
@@ -223,6 +255,22 @@ mod tests {
         assert_eq!((c.top, c.height), (0.0, 3024.0));
         assert!((c.width - 1701.0).abs() < 1e-9 && (c.left - 1165.5).abs() < 1e-9);
         assert!(!p[0].is_full_frame(4032, 3024));
+    }
+
+    #[test]
+    fn cover_crops_follow_the_focus_and_stop_at_the_edges() {
+        let specs = [s(1000, Some(1000), true), s(4000, Some(4000), true)];
+        let left = plan_around(&specs, 3000, 2000, Focus::new(0.0, 0.5).unwrap()).unwrap();
+        assert_eq!((left[0].crop.left, left[0].crop.width), (0.0, 2000.0));
+        assert_eq!((left[1].crop.left, left[1].crop.width), (0.0, 2000.0));
+        let right = plan_around(&specs, 3000, 2000, Focus::new(0.9, 0.5).unwrap()).unwrap();
+        assert_eq!(right[0].crop.left, 1000.0); // 2700 - 1000, clamped to 3000 - 2000
+        let near = plan_around(&specs, 3000, 2000, Focus::new(0.45, 0.5).unwrap()).unwrap();
+        assert_eq!(near[0].crop.left, 350.0); // 1350 - 1000
+        assert_eq!(near[1].crop.left, 350.0); // whole pixels at source scale
+        let centre = plan(&specs, 3000, 2000).unwrap();
+        assert_eq!(centre[0].crop.left, 500.0);
+        assert!(Focus::new(f64::NAN, 0.5).is_err() && Focus::new(0.5, 1.5).is_err());
     }
 
     #[test]
