@@ -15,6 +15,7 @@ __all__ = [
     "UnsupportedFormat",
     "__version__",
     "palette_from_pixels",
+    "palette_thumbnail",
     "probe",
     "process",
     "render_raw",
@@ -84,6 +85,9 @@ class Palette:
     # "#rrggbb": material-color-utilities' seed, from the fully opaque pixels as upstream
     @property
     def seed(self) -> str: ...
+    # 1 to 4 "#rrggbb", Score's order (upstream `Score.score(..., desired=4)`); [0] == seed
+    @property
+    def seed_candidates(self) -> list[str]: ...
     @property
     def thumbhash(self) -> str: ...  # standard base64
 
@@ -119,3 +123,7 @@ def render_raw(
     data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000
 ) -> list[RawRendition]: ...
 def palette_from_pixels(pixels: bytes, width: int, height: int, channels: int) -> Palette: ...
+
+# The thumbnail `process` computes the palette from: the oriented sRGB image box-averaged,
+# then Lanczos3 to fit 128x128; name "palette".
+def palette_thumbnail(data: bytes, *, max_pixels: int = 100_000_000) -> RawRendition: ...

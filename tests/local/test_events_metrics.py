@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import threading
 import time
@@ -184,6 +185,17 @@ def test_metrics_agree_with_status_and_survive_a_restart(tmp_path: Path) -> None
         server.stop()
 
 
+def _no_follow(server: Server, path: str, accept: str) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Accept": accept, "X-API-Key": "test-token"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, dict(response.getheaders())
+    finally:
+        conn.close()
+
+
 def test_listing_endpoints_page_newest_first(tmp_path: Path) -> None:
     server = Server(tmp_path / "data")
     server.data_dir.mkdir()
@@ -204,6 +216,16 @@ def test_listing_endpoints_page_newest_first(tmp_path: Path) -> None:
         assert server.request("GET", "/images?limit=201").status == 400
         assert server.request("GET", "/images?cursor=garbage").status == 400
         assert server.request("GET", "/images?state=deleted").status == 400
+        # /best: the smallest width rendition at least w wide, in the best accepted format.
+        view = server.request("GET", f"/images/{ids[0]}").json()
+        widths = sorted({r["width"] for r in view["renditions"] if r["name"].startswith("w")})
+        for accept, fmt in (("image/webp,*/*", "webp"), ("image/jpeg", "jpeg"), ("", "jpeg")):
+            status, headers = _no_follow(server, f"/images/{ids[0]}/best?w={widths[0] + 1}", accept)
+            assert status == 302 and headers["Vary"] == "Accept"
+            [chosen] = [r for r in view["renditions"] if r["url"] == headers["Location"]]
+            assert (chosen["format"], chosen["width"]) == (fmt, widths[1]), accept
+        _, huge = _no_follow(server, f"/images/{ids[0]}/best?w=99999", "*/*")
+        assert huge["Location"].endswith(f"w{widths[-1]}.{view['fingerprint'][:8]}.jpg")
         job = server.request("POST", "/enqueue", json_body={"image_ids": ids}).json()
         jobs = server.request("GET", "/jobs").json()["jobs"]
         assert jobs[0]["id"] == job["job_id"] and "eta_seconds" in jobs[0]

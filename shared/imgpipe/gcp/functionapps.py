@@ -37,6 +37,7 @@ ENDPOINTS: dict[str, frozenset[str]] = {
             "api.jobs",
             "api.image",
             "api.images",
+            "api.best",
             "api.patch_image",
             "api.delete_image",
             "api.status",

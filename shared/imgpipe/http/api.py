@@ -160,6 +160,20 @@ def api_blueprint(
         )
         return json_response({"images": views, "next_cursor": next_cursor})
 
+    @bp.get("/images/<image_id>/best")
+    def best(image_id: str) -> Response:
+        raw = request.args.get("w") or "0"
+        if not raw.isdigit() or int(raw) > 100_000:
+            raise InvalidRequest("'w' must be a width in pixels")
+        accept = request.headers.get("Accept", "")
+        url = pipeline.best_rendition(get_svc(), image_id_arg(image_id), int(raw), accept)
+        response = Response(status=302)
+        response.headers["Location"] = url
+        response.headers["Vary"] = "Accept"
+        # Short: a reprocess points the image at new files; the files themselves are immutable.
+        response.headers["Cache-Control"] = "private, max-age=60"
+        return response
+
     @bp.patch("/images/<image_id>")
     def patch_image(image_id: str) -> Response:
         payload = json_body()

@@ -33,6 +33,7 @@ from imgpipe.pipeline.services import (
 )
 from imgpipe.pipeline.sweeper import sweep
 from imgpipe.pipeline.views import (
+    best_rendition,
     check_focus,
     delete_image,
     image_view,
@@ -48,6 +49,7 @@ __all__ = [
     "Outcome",
     "Services",
     "TaskContext",
+    "best_rendition",
     "check_focus",
     "check_job_id",
     "check_schedule",

@@ -150,3 +150,47 @@ def set_focus(svc: Services, image_id: str, focus: list[float] | None) -> ImageR
         raise Conflict(f"image {image_id} changed meanwhile: try again")
     enqueue_image(svc, moved, queue=queue_for(svc, "high"))
     return moved
+
+
+_FORMAT_ORDER = ("avif", "webp", "jpeg")
+_MIME = {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+def accepted_formats(accept: str) -> list[str]:
+    """Formats the `Accept` header allows, best first (avif > webp > jpeg); JPEG is always
+    acceptable (every client shows it), whatever the header says."""
+    allowed: set[str] = {"jpeg"}
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        for fmt, mime in _MIME.items():
+            if media in (mime, "image/*", "*/*") and (fmt == "jpeg" or media == mime):
+                allowed.add(fmt)
+    return [f for f in _FORMAT_ORDER if f in allowed]
+
+
+def best_rendition(svc: Services, image_id: str, width: int, accept: str) -> str:
+    """The URL of the smallest full-frame (`wN`) rendition at least `width` wide (else the
+    widest) in the best format `accept` allows."""
+    record = svc.state.get_image(image_id)
+    if record is None or record.state is State.DELETED:
+        raise NotFound(f"no image {image_id}")
+    if record.result is None:
+        raise NotFound(f"image {image_id} has no renditions yet")
+    candidates = [r for r in record.result.get("renditions", []) if str(r["name"]).startswith("w")]
+    for fmt in accepted_formats(accept):
+        widths = sorted((r for r in candidates if r["format"] == fmt), key=lambda r: r["width"])
+        if widths:
+            chosen = next((r for r in widths if r["width"] >= width), widths[-1])
+            return svc.blobs.url(svc.output_path(image_id, chosen["file"]))
+    raise NotFound(f"image {image_id} has no width renditions")
