@@ -101,3 +101,13 @@ def test_steps_use_current_images_and_install_the_wheel_as_a_user_would() -> Non
     assert "imgpipe process /workspace/examples" in text
     assert "bash scripts/deploy.sh" in text
     assert "logging: CLOUD_LOGGING_ONLY" in text  # a user-specified build account needs it
+
+
+def test_function_requirements_are_the_gcp_extra() -> None:
+    """What the deployed functions install is what the gcp tests ran with."""
+    import tomllib  # noqa: PLC0415
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    lines = (ROOT / "functions/requirements.txt").read_text().splitlines()
+    requirements = [line for line in lines if line and not line.startswith("#")]
+    assert sorted(requirements) == sorted(extra["gcp"])
