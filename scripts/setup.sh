@@ -344,29 +344,31 @@ for pair in "$DEAD_METRIC:$dead_cfg" "$FAILED_METRIC:$failed_cfg"; do
   fi
 done
 
-channels=()
-if [ -n "${ALERT_EMAIL:-}" ]; then
-  channel_filter="type=\"email\" AND labels.email_address=\"$ALERT_EMAIL\""
-  channel=""
-  lookup channel "notification channel for $ALERT_EMAIL" \
-    g beta monitoring channels list --filter="$channel_filter" --format='value(name)' || true
-  if [ -z "$channel" ]; then
-    change "create the e-mail notification channel for $ALERT_EMAIL" \
-      g beta monitoring channels create --display-name="imgpipe$SUFFIX alerts ($ALERT_EMAIL)" \
-      --type=email --channel-labels="email_address=$ALERT_EMAIL"
-    channel="(the new channel)"
-    $DRY_RUN || lookup channel "notification channel for $ALERT_EMAIL" \
+# Alert policies cost $1.50 a condition a month (three here): ALERTS=false leaves them out.
+create_alert_policies() {
+  channels=()
+  if [ -n "${ALERT_EMAIL:-}" ]; then
+    channel_filter="type=\"email\" AND labels.email_address=\"$ALERT_EMAIL\""
+    channel=""
+    lookup channel "notification channel for $ALERT_EMAIL" \
       g beta monitoring channels list --filter="$channel_filter" --format='value(name)' || true
-    [ -n "$channel" ] || die "the notification channel for $ALERT_EMAIL was created but is not listed"
+    if [ -z "$channel" ]; then
+      change "create the e-mail notification channel for $ALERT_EMAIL" \
+        g beta monitoring channels create --display-name="imgpipe$SUFFIX alerts ($ALERT_EMAIL)" \
+        --type=email --channel-labels="email_address=$ALERT_EMAIL"
+      channel="(the new channel)"
+      $DRY_RUN || lookup channel "notification channel for $ALERT_EMAIL" \
+        g beta monitoring channels list --filter="$channel_filter" --format='value(name)' || true
+      [ -n "$channel" ] || die "the notification channel for $ALERT_EMAIL was created but is not listed"
+    fi
+    channels=("${channel%%$'\n'*}")
   fi
-  channels=("${channel%%$'\n'*}")
-fi
-channel_yaml="notificationChannels: []"
-[ ${#channels[@]} -eq 0 ] || channel_yaml="notificationChannels: [\"${channels[0]}\"]"
+  channel_yaml="notificationChannels: []"
+  [ ${#channels[@]} -eq 0 ] || channel_yaml="notificationChannels: [\"${channels[0]}\"]"
 
-queues_filter="(resource.label.queue_id=\"$QUEUE_HIGH\" OR resource.label.queue_id=\"$QUEUE\")"
-dead_policy=$WORK/policy-dead-letters.yaml
-cat >"$dead_policy" <<YAML
+  queues_filter="(resource.label.queue_id=\"$QUEUE_HIGH\" OR resource.label.queue_id=\"$QUEUE\")"
+  dead_policy=$WORK/policy-dead-letters.yaml
+  cat >"$dead_policy" <<YAML
 displayName: "imgpipe$SUFFIX: dead letters"
 documentation:
   mimeType: text/markdown
@@ -393,8 +395,8 @@ alertStrategy:
   autoClose: 86400s
 $channel_yaml
 YAML
-backlog_policy=$WORK/policy-backlog.yaml
-cat >"$backlog_policy" <<YAML
+  backlog_policy=$WORK/policy-backlog.yaml
+  cat >"$backlog_policy" <<YAML
 displayName: "imgpipe$SUFFIX: queue backlog"
 documentation:
   mimeType: text/markdown
@@ -430,20 +432,26 @@ alertStrategy:
   autoClose: 86400s
 $channel_yaml
 YAML
-for pair in "imgpipe$SUFFIX: dead letters|$dead_policy" "imgpipe$SUFFIX: queue backlog|$backlog_policy"; do
-  display=${pair%%|*} file=${pair#*|}
-  existing=""
-  lookup existing "alert policy '$display'" g alpha monitoring policies list \
-    --filter="displayName=\"$display\"" --format='value(name)' || true
-  if [ -n "$existing" ]; then
-    change "update alert policy '$display'" g alpha monitoring policies update \
-      "${existing%%$'\n'*}" --policy-from-file="$file"
-  else
-    # A just-created log-based metric takes a moment to be known to Monitoring.
-    eventual "create alert policy '$display'" g alpha monitoring policies create \
-      --policy-from-file="$file"
-  fi
-done
+  for pair in "imgpipe$SUFFIX: dead letters|$dead_policy" "imgpipe$SUFFIX: queue backlog|$backlog_policy"; do
+    display=${pair%%|*} file=${pair#*|}
+    existing=""
+    lookup existing "alert policy '$display'" g alpha monitoring policies list \
+      --filter="displayName=\"$display\"" --format='value(name)' || true
+    if [ -n "$existing" ]; then
+      change "update alert policy '$display'" g alpha monitoring policies update \
+        "${existing%%$'\n'*}" --policy-from-file="$file"
+    else
+      # A just-created log-based metric takes a moment to be known to Monitoring.
+      eventual "create alert policy '$display'" g alpha monitoring policies create \
+        --policy-from-file="$file"
+    fi
+  done
+}
+if [ "${ALERTS:-true}" = true ]; then
+  create_alert_policies
+else
+  note "ALERTS=false: no alert policies (the log-based metrics are there for your own)"
+fi
 
 step "Done"
 if $DRY_RUN; then

@@ -579,3 +579,15 @@ def test_private_renditions_remove_the_public_binding(
     result = fake.run("setup.sh", PUBLIC_RENDITIONS="false")
     assert result.rc == 0
     assert "allUsers" not in str(fake.state()["policies"][f"bucket:{P}-imgpipe"])
+
+
+def test_alerts_false_leaves_out_the_policies_only(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    state = dict(set_up, alert_policies=[])
+    fake = fake_from(state, tmp_path, fake_bin)
+    result = fake.run("setup.sh", ALERTS="false")
+    assert result.rc == 0, result
+    assert fake.state()["alert_policies"] == []
+    assert set(fake.state()["metrics"]) == {"imgpipe-dead-letters", "imgpipe-failed-attempts"}
+    assert "ALERTS=false: no alert policies" in result.stderr
