@@ -11,8 +11,6 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,24 +40,16 @@ def _states(data_dir: Path) -> dict[str, tuple[str, float | None]]:
 
 def _set_queues(server: Server) -> None:
     for queue in ("high", "normal"):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "imgpipe.cli",
-                "queue",
-                "update",
-                queue,
-                "--min-backoff",
-                str(MIN_BACKOFF),
-                "--max-backoff",
-                "2",
-                "--max-attempts",
-                "20",
-            ],
-            env=server.env(),
-            check=True,
-            capture_output=True,
+        server.cli(
+            "queue",
+            "update",
+            queue,
+            "--min-backoff",
+            str(MIN_BACKOFF),
+            "--max-backoff",
+            "2",
+            "--max-attempts",
+            "20",
         )
 
 

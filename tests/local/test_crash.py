@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,35 +25,27 @@ PHOTOS = [
 ]
 
 
-def _set_short_deadlines(data_dir: Path) -> None:
+def _set_short_deadlines(server: Server) -> None:
     # Cloud Tasks' minimum deadline (15 s), so leases of the killed process expire quickly.
     for queue in ("high", "normal"):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "imgpipe.cli",
-                "queue",
-                "update",
-                queue,
-                "--dispatch-deadline",
-                "15",
-                "--min-backoff",
-                "1",
-                "--max-backoff",
-                "2",
-            ],
-            env={**os.environ, "IMGPIPE_DATA_DIR": str(data_dir)},
-            check=True,
-            capture_output=True,
+        server.cli(
+            "queue",
+            "update",
+            queue,
+            "--dispatch-deadline",
+            "15",
+            "--min-backoff",
+            "1",
+            "--max-backoff",
+            "2",
         )
 
 
 def test_kill_9_mid_batch_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    _set_short_deadlines(data_dir)
     server = Server(data_dir)
+    _set_short_deadlines(server)
     server.start()
     entries = {e.file: e for e in manifest()}
     ids = []

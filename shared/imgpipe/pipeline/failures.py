@@ -78,6 +78,14 @@ def _record_then_emit(svc: Services, letter: DeadLetter) -> bool:
     return created
 
 
+def create_dead_letter_task(svc: Services, ctx: TaskContext, letter: JsonDict) -> bool:
+    """The task that records `letter` through the failure callback; named by the failed task,
+    so a retried last attempt does not record it twice."""
+    name = task_name("dl", ctx.name, "deadletter", 0)
+    body = json.dumps(letter).encode()
+    return svc.queue.create(TaskRequest(ctx.queue, name, "failure", body))
+
+
 def is_last_attempt(svc: Services, queue: str, attempts: int, first_at: float | None) -> bool:
     now = svc.clock.now()
     try:
@@ -119,14 +127,7 @@ def failed_attempt(
             "error": {"code": exc.code, "message": exc.message},
         }
         try:
-            svc.queue.create(
-                TaskRequest(
-                    ctx.queue,
-                    task_name("dl", ctx.name, "deadletter", 0),
-                    "failure",
-                    json.dumps(letter).encode(),
-                )
-            )
+            create_dead_letter_task(svc, ctx, letter)
         except PipelineError:
             log.warning("cannot create the dead-letter task of %s", ctx.name, exc_info=True)
     if started is not None and image_id is not None:
@@ -279,11 +280,4 @@ def event_failed(svc: Services, ctx: TaskContext, body: bytes, exc: PipelineErro
         "attempts": ctx.retry_count + 1,
         "error": {"code": exc.code, "message": exc.message},
     }
-    svc.queue.create(
-        TaskRequest(
-            ctx.queue,
-            task_name("dl", ctx.name, "deadletter", 0),
-            "failure",
-            json.dumps(letter).encode(),
-        )
-    )
+    create_dead_letter_task(svc, ctx, letter)
