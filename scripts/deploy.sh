@@ -12,7 +12,8 @@
 # QUEUE_HIGH (as setup.sh), PUBLIC_API (true: upload/enqueue/status take requests from anyone
 # holding the API key; false: callers also need run.invoker), IMGPIPE_URL_MODE (public |
 # signed), IMGPIPE_MAX_ATTEMPTS, IMGPIPE_RENDITIONS, IMGPIPE_SHUTDOWN_GRACE,
-# IMGPIPE_MAX_OBJECT_BYTES, IMGPIPE_OIDC_AUDIENCE, WORKER_MAX_INSTANCES (50).
+# IMGPIPE_MAX_OBJECT_BYTES, IMGPIPE_OIDC_AUDIENCE, IMGPIPE_EVENTS_TOPIC, IMGPIPE_WEBHOOK_URL
+# (its secret from setup.sh), WORKER_MAX_INSTANCES (50).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
@@ -46,6 +47,12 @@ for sa in "$RUNTIME_SA" "$TASKS_SA" "$BUILD_SA" "$TRIGGER_SA"; do
 done
 lookup found "secret $SECRET" g secrets describe "$SECRET" --format='value(name)' \
   || die "preflight: the secret $SECRET does not exist: run scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME} first"
+secrets="IMGPIPE_API_TOKEN=$SECRET:latest"
+if [ -n "${IMGPIPE_WEBHOOK_URL:-}" ]; then
+  lookup found "secret $WEBHOOK_SECRET" g secrets describe "$WEBHOOK_SECRET" --format='value(name)' \
+    || die "preflight: IMGPIPE_WEBHOOK_URL needs the secret $WEBHOOK_SECRET: run IMGPIPE_WEBHOOK_SECRET=... scripts/setup.sh${ENV_NAME:+ --env $ENV_NAME}"
+  secrets+=",IMGPIPE_WEBHOOK_SECRET=$WEBHOOK_SECRET:latest"
+fi
 
 # ---------------------------------------------------------------- the wheel and the source
 step "Wheel"
@@ -89,6 +96,8 @@ env_file=$src/.env.yaml
   echo "IMGPIPE_RENDITIONS: \"${IMGPIPE_RENDITIONS:-320,640,1280,1920,3840}\""
   echo "IMGPIPE_SHUTDOWN_GRACE: \"${IMGPIPE_SHUTDOWN_GRACE:-20}\""
   [ -z "${IMGPIPE_MAX_OBJECT_BYTES:-}" ] || echo "IMGPIPE_MAX_OBJECT_BYTES: \"$IMGPIPE_MAX_OBJECT_BYTES\""
+  [ -z "${IMGPIPE_WEBHOOK_URL:-}" ] || echo "IMGPIPE_WEBHOOK_URL: \"$IMGPIPE_WEBHOOK_URL\""
+  [ -z "$EVENTS_TOPIC" ] || echo "IMGPIPE_EVENTS_TOPIC: \"$EVENTS_TOPIC\""
   # Each environment has its own Firestore database (setup.sh creates it).
   [ -z "$SUFFIX" ] || echo "IMGPIPE_FIRESTORE_DATABASE: \"$FIRESTORE_DB\""
 } >"$env_file"
@@ -100,7 +109,7 @@ api_access=(--no-allow-unauthenticated)
 common=(--gen2 --region="$REGION" --runtime=python311 --source="$src"
   --service-account="$RUNTIME_SA"
   --build-service-account="projects/$PROJECT/serviceAccounts/$BUILD_SA"
-  --env-vars-file="$env_file" --set-secrets="IMGPIPE_API_TOKEN=$SECRET:latest")
+  --env-vars-file="$env_file" --set-secrets="$secrets")
 # shellcheck disable=SC2034 # used through deploy_flags
 declare -A FLAGS=(
   [upload]="--trigger-http ${api_access[*]} --memory=1Gi --timeout=120s"

@@ -22,7 +22,9 @@
 # Settings (environment): PROJECT, REGION, BUCKET, ORIGINALS_BUCKET, UPLOAD_BUCKET, QUEUE,
 # QUEUE_HIGH, IMGPIPE_MAX_ATTEMPTS, PUBLIC_RENDITIONS (true; false: no public binding, serve
 # signed URLs with IMGPIPE_URL_MODE=signed at deploy), ALERT_EMAIL, BACKLOG_DEPTH (1000 tasks),
-# BACKLOG_DELAY (600 s), MOVE_ORIGINALS (true: move originals/ found in the outputs bucket).
+# BACKLOG_DELAY (600 s), ALERTS (true; false: no alert policies), MOVE_ORIGINALS (true: move
+# originals/ found in the outputs bucket), IMGPIPE_EVENTS_TOPIC (creates the topic, lets the
+# runtime publish), IMGPIPE_WEBHOOK_SECRET (kept in Secret Manager as imgpipe-webhook-secret).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
@@ -235,6 +237,36 @@ fi
 # deploy.sh (also as the deployer, in Cloud Build) checks that the secret exists.
 ensure_bindings secret "$SECRET" roles/secretmanager.secretAccessor "$RUNTIME" \
   roles/secretmanager.viewer "$DEPLOYER"
+
+# ---------------------------------------------------------------- events (optional)
+if [ -n "${IMGPIPE_WEBHOOK_SECRET:-}" ]; then
+  step "Webhook secret (Secret Manager; deploy.sh mounts it as IMGPIPE_WEBHOOK_SECRET)"
+  printf '%s' "$IMGPIPE_WEBHOOK_SECRET" >"$WORK/webhook-secret"
+  current=""
+  if lookup current "secret $WEBHOOK_SECRET" g secrets versions access latest --secret="$WEBHOOK_SECRET"; then
+    if [ "$current" = "$IMGPIPE_WEBHOOK_SECRET" ]; then
+      note "$WEBHOOK_SECRET holds it already"
+    else
+      change "new version of secret $WEBHOOK_SECRET" g secrets versions add "$WEBHOOK_SECRET" \
+        --data-file="$WORK/webhook-secret"
+    fi
+  else
+    change "create secret $WEBHOOK_SECRET" g secrets create "$WEBHOOK_SECRET" \
+      --data-file="$WORK/webhook-secret" --replication-policy=automatic
+  fi
+  ensure_bindings secret "$WEBHOOK_SECRET" roles/secretmanager.secretAccessor "$RUNTIME" \
+    roles/secretmanager.viewer "$DEPLOYER"
+fi
+if [ -n "$EVENTS_TOPIC" ]; then
+  step "Events topic (Pub/Sub)"
+  topic=${EVENTS_TOPIC##*/}
+  if lookup found "topic $topic" g pubsub topics describe "$topic" --format='value(name)'; then
+    note "topic $topic exists"
+  else
+    change "create topic $topic" g pubsub topics create "$topic"
+  fi
+  ensure_bindings topic "$topic" roles/pubsub.publisher "$RUNTIME"
+fi
 
 # ---------------------------------------------------------------- queues
 step "Cloud Tasks queues"

@@ -157,6 +157,7 @@ _api_of() {  # the API a gcloud command line talks to ("" when none is known)
       functions) echo cloudfunctions.googleapis.com ;;
       run) echo run.googleapis.com ;;
       scheduler) echo cloudscheduler.googleapis.com ;;
+      pubsub) echo pubsub.googleapis.com ;;
     esac
     return 0
   done
@@ -215,7 +216,7 @@ eventual() {  # eventual WHAT CMD...
 # revoke_bindings KIND RESOURCE ROLE MEMBER ...: removes those of the pairs that are present.
 # public_bindings KIND RESOURCE: PUBLIC = its "ROLE<TAB>MEMBER" lines of allUsers and
 # allAuthenticatedUsers.
-# KIND: project | sa | bucket | secret | queue | run.
+# KIND: project | sa | bucket | secret | queue | run | topic.
 _policy_cmd() {  # _policy_cmd KIND RESOURCE VERB -> POLICY_CMD array
   local kind=$1 res=$2 verb=$3
   case $kind in
@@ -225,6 +226,7 @@ _policy_cmd() {  # _policy_cmd KIND RESOURCE VERB -> POLICY_CMD array
     secret) POLICY_CMD=(g secrets "$verb" "$res") ;;
     queue) POLICY_CMD=(g tasks queues "$verb" "$res" --location="$REGION") ;;
     run) POLICY_CMD=(g run services "$verb" "$res" --region="$REGION") ;;
+    topic) POLICY_CMD=(g pubsub topics "$verb" "$res") ;;
     *) die "unknown policy kind $kind" ;;
   esac
 }
@@ -322,6 +324,8 @@ resolve_names() {
   QUEUE=${QUEUE:-normal$SUFFIX}
   MAX_ATTEMPTS=${IMGPIPE_MAX_ATTEMPTS:-5}
   SECRET=imgpipe-api-token$SUFFIX
+  WEBHOOK_SECRET=imgpipe-webhook-secret$SUFFIX  # IMGPIPE_WEBHOOK_SECRET, when events go to a webhook
+  EVENTS_TOPIC=${IMGPIPE_EVENTS_TOPIC:-}        # Pub/Sub topic for events: T or projects/P/topics/T
   AUDIENCE=${IMGPIPE_OIDC_AUDIENCE:-imgpipe-tasks$SUFFIX}
   if [ -n "$SUFFIX" ]; then FIRESTORE_DB=imgpipe$SUFFIX; else FIRESTORE_DB='(default)'; fi
   local domain=$PROJECT.iam.gserviceaccount.com

@@ -39,6 +39,7 @@ API_OF = {
     "functions": "cloudfunctions.googleapis.com",
     "run": "run.googleapis.com",
     "scheduler": "cloudscheduler.googleapis.com",
+    "pubsub": "pubsub.googleapis.com",
 }
 # A new project: only these are on.
 DEFAULT_ENABLED = ["serviceusage.googleapis.com"]
@@ -143,6 +144,7 @@ GROUP_DEPTH = {  # how many words name the command, after the group
     "functions": 1,
     "run": 2,
     "scheduler": 2,
+    "pubsub": 2,
 }
 
 
@@ -436,10 +438,32 @@ class Cloud:
     do_secrets_add_iam_policy_binding = do_secrets_get_iam_policy
 
     def do_secrets_versions(self) -> None:
+        if self.a.path[2] == "add":
+            secret = self.s["secrets"].get(self.name())
+            if not secret:
+                raise self.not_found("Secret")
+            secret["versions"].append(_read(self.a.one("--data-file") or ""))
+            return
         secret = self.s["secrets"].get(self.a.one("--secret") or "")
         if not secret:
             raise self.not_found("Secret")
         self.text = secret["versions"][-1]
+
+    # pubsub
+    def do_pubsub_topics(self) -> None:
+        verb = self.a.path[2]
+        topics = self.s.setdefault("topics", [])
+        name = self.name()
+        if verb == "create":
+            if name in topics:
+                raise self.exists_already(f"Topic {name}")
+            topics.append(name)
+        elif verb == "describe":
+            if name not in topics:
+                raise self.not_found(f"Topic {name}")
+            self.out = {"name": f"projects/{self.project}/topics/{name}"}
+        else:
+            self.policy_verb(f"topic:{name}", name in topics, f"Topic {name}")
 
     # tasks
     def do_tasks_queues(self) -> None:

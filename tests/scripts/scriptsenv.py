@@ -22,6 +22,26 @@ HERE = Path(__file__).resolve().parent
 PROJECT = fakegcloud.PROJECT
 WHEEL_TAG = "cp311-abi3-manylinux_2_28_x86_64"
 NO_ACCOUNT = "You do not currently have an active account selected"
+# The scripts' own settings: none may leak in from the shell that runs the tests.
+SCRIPT_SETTINGS = {
+    "PROJECT",
+    "REGION",
+    "BUCKET",
+    "ORIGINALS_BUCKET",
+    "UPLOAD_BUCKET",
+    "QUEUE",
+    "QUEUE_HIGH",
+    "PUBLIC_RENDITIONS",
+    "PUBLIC_API",
+    "BACKLOG_DEPTH",
+    "BACKLOG_DELAY",
+    "MOVE_ORIGINALS",
+    "VERIFY_SAMPLE",
+    "VERIFY_TIMEOUT",
+    "STORAGE_ENDPOINT",
+    "WORKER_MAX_INSTANCES",
+    "PYTHONPATH",
+}
 
 # Verbs that only read: everything else a script runs changes something.
 READ_ONLY = {
@@ -40,6 +60,8 @@ READ_ONLY = {
     ("secrets", "describe"),
     ("secrets", "get-iam-policy"),
     ("secrets", "versions", "access"),
+    ("pubsub", "topics", "describe"),
+    ("pubsub", "topics", "get-iam-policy"),
     ("tasks", "queues", "describe"),
     ("tasks", "queues", "get-iam-policy"),
     ("firestore", "databases", "describe"),
@@ -158,7 +180,8 @@ class Fake:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("CLOUDSDK_", "GOOGLE_", "IMGPIPE_", "FAKE_GCLOUD"))
+            if not k.startswith(("CLOUDSDK_", "GOOGLE_", "IMGPIPE_", "FAKE_GCLOUD", "ALERT"))
+            and k not in SCRIPT_SETTINGS
         }
         env.update(
             PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",

@@ -591,3 +591,40 @@ def test_alerts_false_leaves_out_the_policies_only(
     assert fake.state()["alert_policies"] == []
     assert set(fake.state()["metrics"]) == {"imgpipe-dead-letters", "imgpipe-failed-attempts"}
     assert "ALERTS=false: no alert policies" in result.stderr
+
+
+def test_events_get_their_topic_secret_and_settings(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
+    events = {
+        "IMGPIPE_EVENTS_TOPIC": "imgpipe-events",
+        "IMGPIPE_WEBHOOK_URL": "https://hooks.example.com/imgpipe",
+        "IMGPIPE_WEBHOOK_SECRET": "s3cret-1",
+    }
+    refused = fake.deploy(IMGPIPE_WEBHOOK_URL=events["IMGPIPE_WEBHOOK_URL"])
+    assert refused.rc == 1 and "needs the secret imgpipe-webhook-secret" in refused.stderr
+    assert refused.changes() == []
+    for result in (fake.run("setup.sh", **events), fake.deploy(**events)):
+        assert result.rc == 0, result
+    state = fake.state()
+    assert state["topics"] == ["imgpipe-events"]
+    assert state["policies"]["topic:imgpipe-events"] == {"roles/pubsub.publisher": [RUNTIME]}
+    assert state["secrets"]["imgpipe-webhook-secret"]["versions"] == ["s3cret-1"]
+    worker = state["functions"][f"{REGION}/imgpipe-worker"]
+    assert 'IMGPIPE_WEBHOOK_URL: "https://hooks.example.com/imgpipe"' in worker["env"]
+    assert 'IMGPIPE_EVENTS_TOPIC: "imgpipe-events"' in worker["env"]
+    assert "s3cret" not in worker["env"]  # the secret is mounted, never an env value
+    deploy = next(c for c in fake.calls() if c.has("functions", "deploy", "imgpipe-worker"))
+    assert deploy.flag("--set-secrets") == (
+        "IMGPIPE_API_TOKEN=imgpipe-api-token:latest,"
+        "IMGPIPE_WEBHOOK_SECRET=imgpipe-webhook-secret:latest"
+    )
+    again = fake.run("setup.sh", **events)
+    assert creates(again.calls) == [] and not [
+        c for c in again.calls if c.has("secrets", "versions", "add")
+    ]
+    rotated = fake.run("setup.sh", **{**events, "IMGPIPE_WEBHOOK_SECRET": "s3cret-2"})
+    assert rotated.rc == 0
+    assert fake.state()["secrets"]["imgpipe-webhook-secret"]["versions"] == ["s3cret-1", "s3cret-2"]
+    assert "s3cret" not in rotated.stderr  # never echoed

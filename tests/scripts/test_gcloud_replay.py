@@ -98,13 +98,19 @@ def recorded(journey: Journey, staging_journey: Journey, tmp_path_factory, fake_
     # verify.sh's requests then meet a closed port at once.
     state["function_uris"] = {f"imgpipe-{fn}": "http://127.0.0.1:9" for fn in ("upload", "status")}
     fake.write_state(state)
+    events = {
+        "IMGPIPE_EVENTS_TOPIC": "imgpipe-events",
+        "IMGPIPE_WEBHOOK_URL": "https://hooks.example.com/imgpipe",
+        "IMGPIPE_WEBHOOK_SECRET": "s3cret",
+    }
     runs = [
-        fake.run("setup.sh", MOVE_ORIGINALS="true"),
+        fake.run("setup.sh", MOVE_ORIGINALS="true", **events),
+        fake.run("setup.sh", **{**events, "IMGPIPE_WEBHOOK_SECRET": "rotated"}),
         fake.run("setup.sh", PUBLIC_RENDITIONS="false"),
-        fake.deploy(),
+        fake.deploy(**events),
         fake.run("setup.sh", "--dry-run", PROJECT=""),
     ]
-    assert [r.rc for r in runs] == [0, 0, 0, 1], runs
+    assert [r.rc for r in runs] == [0, 0, 0, 0, 1], runs
     # verify.sh: its look-ups answer; the upload then cannot reach a run.app URL from here.
     verify = fake.run("verify.sh", IMGPIPE_API_TOKEN="", VERIFY_TIMEOUT="5")
     assert "==> Upload a sample" in verify.stderr, verify
@@ -139,6 +145,9 @@ def test_every_recorded_command_parses_with_the_real_gcloud(recorded: list[Call]
         ("scheduler", "jobs", "create", "http"),
         ("scheduler", "jobs", "update", "http"),
         ("config", "get-value"),
+        ("pubsub", "topics", "create"),
+        ("pubsub", "topics", "add-iam-policy-binding"),
+        ("secrets", "versions", "add"),
     ):
         assert expected in paths, expected
     with ThreadPoolExecutor(max_workers=4) as pool:
