@@ -66,14 +66,17 @@ if [ "$rc" -eq 0 ]; then
     *) die "preflight: billing is not enabled on $PROJECT: link a billing account (gcloud billing projects link $PROJECT --billing-account=ID)" ;;
   esac
 else
-  note "WARNING: could not check billing (needs billing.resourceAssociations.list); continuing"
+  note "WARNING: could not check billing (see above); continuing"
 fi
 
-for track in "alpha monitoring policies" "beta monitoring channels"; do
-  # shellcheck disable=SC2086 # the words of a command path
-  gcloud $track list --help >/dev/null 2>&1 \
-    || die "preflight: 'gcloud $track' is not installed: gcloud components install ${track%% *} (or apt-get install google-cloud-cli)"
-done
+case ${ALERTS:-true} in true | false) ;; *) die "ALERTS must be true or false" ;; esac
+if [ "${ALERTS:-true}" = true ]; then
+  for track in "alpha monitoring policies" "beta monitoring channels"; do
+    # shellcheck disable=SC2086 # the words of a command path
+    gcloud $track list --help >/dev/null 2>&1 \
+      || die "preflight: 'gcloud $track' is not installed: gcloud components install ${track%% *} (or apt-get install google-cloud-cli; ALERTS=false skips the alert policies)"
+  done
+fi
 
 # The queues' settings come from imgpipe's own defaults (one source of truth with the worker).
 declare -A QUEUE_FLAGS
