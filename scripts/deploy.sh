@@ -67,7 +67,8 @@ if [ -z "$wheel" ]; then
 fi
 note "wheel: $wheel"
 
-# The source each function deploys: main.py, the wheel, requirements naming both.
+# The source each function deploys: main.py, the wheel, requirements naming both; its settings
+# go beside it (--env-vars-file), the secrets through Secret Manager (--set-secrets).
 src=$WORK/source
 mkdir "$src"
 cp "$ROOT/functions/main.py" "$src/"
@@ -76,7 +77,7 @@ cp "$ROOT/functions/main.py" "$src/"
   cat "$ROOT/functions/requirements.txt"
   echo "./$(basename "$wheel")"
 } >"$src/requirements.txt"
-env_file=$src/.env.yaml
+env_file=$WORK/env.yaml
 {
   echo "IMGPIPE_BACKEND: gcp"
   echo "GOOGLE_CLOUD_PROJECT: \"$PROJECT\""
@@ -95,8 +96,11 @@ env_file=$src/.env.yaml
   echo "IMGPIPE_MAX_ATTEMPTS: \"$MAX_ATTEMPTS\""
   echo "IMGPIPE_RENDITIONS: \"${IMGPIPE_RENDITIONS:-320,640,1280,1920,3840}\""
   echo "IMGPIPE_SHUTDOWN_GRACE: \"${IMGPIPE_SHUTDOWN_GRACE:-20}\""
-  [ -z "${IMGPIPE_MAX_OBJECT_BYTES:-}" ] || echo "IMGPIPE_MAX_OBJECT_BYTES: \"$IMGPIPE_MAX_OBJECT_BYTES\""
-  [ -z "${IMGPIPE_WEBHOOK_URL:-}" ] || echo "IMGPIPE_WEBHOOK_URL: \"$IMGPIPE_WEBHOOK_URL\""
+  # The operator's own choices, when set (see the README's configuration table).
+  for name in IMGPIPE_FORMATS IMGPIPE_AVIF_QUALITY IMGPIPE_AVIF_SPEED IMGPIPE_CROP \
+    IMGPIPE_MAX_PIXELS IMGPIPE_MAX_UPLOAD_BYTES IMGPIPE_MAX_OBJECT_BYTES IMGPIPE_WEBHOOK_URL; do
+    [ -z "${!name:-}" ] || printf '%s: "%s"\n' "$name" "${!name}"
+  done
   [ -z "$EVENTS_TOPIC" ] || echo "IMGPIPE_EVENTS_TOPIC: \"$EVENTS_TOPIC\""
   # Each environment has its own Firestore database (setup.sh creates it).
   [ -z "$SUFFIX" ] || echo "IMGPIPE_FIRESTORE_DATABASE: \"$FIRESTORE_DB\""

@@ -214,8 +214,8 @@ for b in "$ORIGINALS_BUCKET" "$UPLOAD_BUCKET"; do
 done
 # Originals stored by earlier releases under originals/ in the public outputs bucket.
 old=""
-if lookup old "originals left in gs://$BUCKET" \
-  g storage ls "gs://$BUCKET/originals/" && [ -n "$old" ]; then
+if lookup old "originals left in gs://$BUCKET" g storage objects list \
+  "gs://$BUCKET/originals/*" --limit=1 --format='value(name)' && [ -n "$old" ]; then
   if [ "${MOVE_ORIGINALS:-false}" = true ]; then
     change "move the originals out of the public bucket" \
       g storage mv "gs://$BUCKET/originals/*" "gs://$ORIGINALS_BUCKET/originals/"

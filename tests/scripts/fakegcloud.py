@@ -410,6 +410,18 @@ class Cloud:
             raise Fail("ERROR: (gcloud.storage.ls) One or more URLs matched no objects.")
         self.text = "".join(f"gs://{o}\n" for o in hits)
 
+    def do_storage_objects(self) -> None:  # list gs://B/PREFIX* [--limit=N]
+        url = self.name()
+        bucket = url[5:].split("/", 1)[0]
+        if bucket not in self.s["buckets"]:
+            raise Fail(f"ERROR: (gcloud.storage.objects.list) gs://{bucket} not found: 404.")
+        prefix = url[5:].rstrip("*")
+        hits = [o for o in self.s["objects"] if o.startswith(prefix)]
+        if not hits:
+            raise Fail("ERROR: (gcloud.storage.objects.list) One or more URLs matched no objects.")
+        limit = int(self.a.one("--limit") or len(hits))
+        self.out = [{"name": o.split("/", 1)[1], "bucket": bucket} for o in hits[:limit]]
+
     def do_storage_mv(self) -> None:
         src, dst = self.a.pos[0], self.a.pos[1]
         prefix = src[5:].rstrip("*")
@@ -639,7 +651,7 @@ class Cloud:
             os.path.join(source, "main.py"),
             os.path.join(source, "requirements.txt"),
         )
-        env_yaml = os.path.join(source, ".env.yaml")
+        env_yaml = self.a.one("--env-vars-file") or ""
         if not os.path.isfile(main_py) or not os.path.isfile(requirements):
             raise Fail(f"ERROR: (gcloud.functions.deploy) no main.py/requirements.txt in {source}")
         uri = self.s["function_uris"].get(name) or f"https://{name}-abcdefgh-uc.a.run.app"

@@ -55,6 +55,7 @@ READ_ONLY = {
     ("iam", "service-accounts", "get-iam-policy"),
     ("storage", "service-agent"),
     ("storage", "ls"),
+    ("storage", "objects", "list"),
     ("storage", "buckets", "describe"),
     ("storage", "buckets", "get-iam-policy"),
     ("secrets", "describe"),

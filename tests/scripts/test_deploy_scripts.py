@@ -234,6 +234,18 @@ def test_seven_deploys_run_in_parallel_with_the_settings(journey: Journey) -> No
     assert ingest.flag("--trigger-service-account") == f"imgpipe-trigger{SA}"
 
 
+def test_operator_settings_reach_the_functions(
+    set_up: dict, tmp_path: Path, fake_bin: Path
+) -> None:
+    fake = fake_from(set_up, tmp_path, fake_bin)
+    result = fake.deploy(IMGPIPE_FORMATS="jpeg,webp,avif", IMGPIPE_MAX_PIXELS="50000000")
+    assert result.rc == 0, result
+    env = fake.state()["functions"][f"{REGION}/imgpipe-worker"]["env"]
+    assert 'IMGPIPE_FORMATS: "jpeg,webp,avif"' in env
+    assert 'IMGPIPE_MAX_PIXELS: "50000000"' in env
+    assert "IMGPIPE_CROP" not in env  # unset stays unset: the function's own default
+
+
 def test_scheduler_attempt_deadline_covers_the_sweeper_timeout(journey: Journey) -> None:
     deploys = journey.deploy1.calls
     sweeper = next(c for c in deploys if c.has("functions", "deploy", "imgpipe-sweeper"))

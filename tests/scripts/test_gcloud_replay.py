@@ -130,6 +130,7 @@ def test_every_recorded_command_parses_with_the_real_gcloud(recorded: list[Call]
         ("storage", "buckets", "create"),
         ("storage", "buckets", "remove-iam-policy-binding"),
         ("storage", "mv"),
+        ("storage", "objects", "list"),
         ("secrets", "create"),
         ("secrets", "versions", "access"),
         ("tasks", "queues", "create"),
