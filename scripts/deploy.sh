@@ -66,6 +66,18 @@ if [ -z "$wheel" ]; then
   fi
 fi
 note "wheel: $wheel"
+# Each environment keeps its state in its own Firestore database, if this imgpipe reads the
+# setting that names it; an older one would share (default) with the other environments.
+if [ -n "$SUFFIX" ] && [ -f "$wheel" ] && ! "$PYTHON" -S - "$wheel" <<'PY'; then
+import sys, zipfile
+try:
+    text = zipfile.ZipFile(sys.argv[1]).read("imgpipe/settings.py").decode()
+except (KeyError, OSError, zipfile.BadZipFile):
+    sys.exit(1)
+sys.exit(0 if "IMGPIPE_FIRESTORE_DATABASE" in text else 1)
+PY
+  note "WARNING: this wheel's imgpipe does not read IMGPIPE_FIRESTORE_DATABASE: environment $ENV_NAME would share the (default) database's state with the others"
+fi
 
 # The source each function deploys: main.py, the wheel, requirements naming both; its settings
 # go beside it (--env-vars-file), the secrets through Secret Manager (--set-secrets).

@@ -308,6 +308,8 @@ def test_env_suffixes_every_name_and_keeps_the_default_env(staging_journey: Jour
     staging = state["functions"][f"{REGION}/imgpipe-worker-staging"]
     assert 'IMGPIPE_QUEUE: "normal-staging"' in staging["env"]
     assert 'IMGPIPE_FIRESTORE_DATABASE: "imgpipe-staging"' in staging["env"]
+    # The stand-in wheel has no settings.py: deploy.sh says what that would mean.
+    assert "does not read IMGPIPE_FIRESTORE_DATABASE" in staging_journey.deploy1.stderr
     assert "/imgpipe-worker-staging/tasks/process" in staging["env"]
     # Every resource the staging runs created carries the suffix.
     for call in staging_journey.setup1.calls + staging_journey.deploy1.calls:
