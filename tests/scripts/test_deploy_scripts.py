@@ -642,3 +642,16 @@ def test_events_get_their_topic_secret_and_settings(
     assert rotated.rc == 0
     assert fake.state()["secrets"]["imgpipe-webhook-secret"]["versions"] == ["s3cret-1", "s3cret-2"]
     assert "s3cret" not in rotated.stderr  # never echoed
+
+
+def test_no_database_warning_for_an_imgpipe_that_reads_the_setting(
+    staging_journey: Journey, tmp_path: Path
+) -> None:
+    import zipfile  # noqa: PLC0415
+
+    wheel = tmp_path / "imgpipe-0.1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("imgpipe/settings.py", 'DATABASE = "IMGPIPE_FIRESTORE_DATABASE"\n')
+    result = staging_journey.fake.run("deploy.sh", "--env", "staging", str(wheel))
+    assert result.rc == 0, result
+    assert "does not read IMGPIPE_FIRESTORE_DATABASE" not in result.stderr
