@@ -343,6 +343,7 @@ filter: >-
   AND jsonPayload.logger="imgpipe.functions"
   AND jsonPayload.message:"/tasks/failed"
   AND jsonPayload.http_status=200
+  AND jsonPayload.status="dead_letter"
 metricDescriptor:
   metricKind: DELTA
   valueType: INT64

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Settings:
     bucket: str | None = None
     upload_bucket: str | None = None
     originals_bucket: str | None = None  # private: originals keep their EXIF and GPS
+    firestore_database: str = "(default)"  # one per environment (`setup.sh --env NAME`)
     queue: str = "normal"
     queue_high: str = "high"
     worker_url: str | None = None
@@ -78,6 +80,9 @@ class Settings:
             bucket=reader.optional("IMGPIPE_BUCKET"),
             upload_bucket=reader.optional("IMGPIPE_UPLOAD_BUCKET"),
             originals_bucket=reader.optional("IMGPIPE_ORIGINALS_BUCKET"),
+            firestore_database=reader.get(
+                "IMGPIPE_FIRESTORE_DATABASE", "(default)", _firestore_database
+            ),
             queue=reader.get("IMGPIPE_QUEUE", "normal", str),
             queue_high=reader.get("IMGPIPE_QUEUE_HIGH", "high", str),
             worker_url=reader.optional("IMGPIPE_WORKER_URL"),
@@ -159,6 +164,12 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _firestore_database(raw: str) -> str:
+    if raw != "(default)" and not re.fullmatch(r"[a-z][a-z0-9-]{2,61}[a-z0-9]", raw):
+        raise ValueError("expected (default) or a database id: a-z, 0-9, '-', 4-63 long")
+    return raw
 
 
 def _http_url(raw: str) -> str | None:

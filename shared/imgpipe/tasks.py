@@ -76,4 +76,6 @@ def record_failure(svc: pipeline.Services, body: bytes) -> Answer:
         created = pipeline.record_failure(svc, body)
     except PipelineError as exc:
         return _error(exc)
-    return 200, {"recorded": True, "new": created}
+    # `status` is what the failure function's log line carries: the log-based metric of dead
+    # letters counts "dead_letter" lines, not the redeliveries of one already stored.
+    return 200, {"recorded": True, "new": created, "status": "dead_letter" if created else "known"}

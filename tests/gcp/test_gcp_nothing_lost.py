@@ -339,3 +339,25 @@ def test_the_status_function_serves_the_console_listings_and_gauges(
     assert (status, body["name"]) == (200, "normal"), body
     status, body = deployment.call("status", "POST", "/queues/normal/resume")
     assert status == 200, body
+
+
+def test_the_failure_function_logs_new_dead_letters_for_the_metric(
+    deployment: Deployment,
+) -> None:
+    """setup.sh's log-based metric counts lines with status "dead_letter": a redelivered
+    letter must not count twice."""
+    letter = {
+        "object": f"metric/{uuid.uuid4().hex}.jpg",
+        "task_name": f"metric-{uuid.uuid4().hex[:8]}",
+        "attempts": 3,
+        "error": {"code": "unavailable", "message": "down"},
+    }
+    headers = {**TASK_HEADERS, "X-CloudTasks-TaskName": letter["task_name"]}
+    for _ in range(2):
+        status, body = deployment.call(
+            "failure", "POST", "/tasks/failed", key=None, json_body=letter, headers=headers
+        )
+        assert status == 200, body
+    time.sleep(0.5)
+    lines = [e for e in deployment.log_entries("failure") if e.get("task") == letter["task_name"]]
+    assert [e.get("status") for e in lines] == ["dead_letter", "known"], lines

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from gcpharness import (  # noqa: F401 (re-exported fixtures of the gcp harness)
     session_env,
     tasks_host,
 )
-from scriptsenv import Fake, FakeServer, Result, write_launcher
+from scriptsenv import Fake, FakeServer, Journey, Result, journey_on, write_launcher
 
 
 @pytest.fixture(scope="session")
@@ -46,32 +45,6 @@ def fake_bin(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeServer) 
 def fake(tmp_path: Path, fake_bin: Path) -> Fake:
     """An empty project of its own."""
     return Fake.create(tmp_path / "cloud", fake_bin)
-
-
-@dataclass
-class Journey:
-    """setup -> deploy -> setup -> deploy on one empty project."""
-
-    fake: Fake
-    setup1: Result
-    deploy1: Result
-    setup2: Result
-    deploy2: Result
-
-    def all(self) -> list[Result]:
-        return [self.setup1, self.deploy1, self.setup2, self.deploy2]
-
-
-def journey_on(fake: Fake, *args: str, **env: str) -> Journey:
-    results = []
-    for script in ("setup.sh", "deploy.sh", "setup.sh", "deploy.sh"):
-        if script == "setup.sh":
-            result = fake.run(script, *args, **env)
-        else:
-            result = fake.deploy(*args, **env)
-        assert result.rc == 0, f"{script} {' '.join(args)}: {result}"
-        results.append(result)
-    return Journey(fake, *results)
 
 
 @pytest.fixture(scope="session")

@@ -327,3 +327,29 @@ def replay(argv: list[str]) -> tuple[list[str], int, str]:
             timeout=120,
         )
     return argv, done.returncode, done.stderr
+
+
+@dataclass
+class Journey:
+    """setup -> deploy -> setup -> deploy on one empty project."""
+
+    fake: Fake
+    setup1: Result
+    deploy1: Result
+    setup2: Result
+    deploy2: Result
+
+    def all(self) -> list[Result]:
+        return [self.setup1, self.deploy1, self.setup2, self.deploy2]
+
+
+def journey_on(fake: Fake, *args: str, **env: str) -> Journey:
+    results = []
+    for script in ("setup.sh", "deploy.sh", "setup.sh", "deploy.sh"):
+        if script == "setup.sh":
+            result = fake.run(script, *args, **env)
+        else:
+            result = fake.deploy(*args, **env)
+        assert result.rc == 0, f"{script} {' '.join(args)}: {result}"
+        results.append(result)
+    return Journey(fake, *results)

@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import Journey
-from scriptsenv import PROJECT, ROOT, Call, Fake, Result
+from scriptsenv import PROJECT, ROOT, Call, Fake, Journey, Result
 
 P = PROJECT
 SA = f"@{P}.iam.gserviceaccount.com"

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import fakegcloud
 import pytest
-from conftest import Journey
-from scriptsenv import NO_ACCOUNT, Call, Fake, replay
+from scriptsenv import NO_ACCOUNT, Call, Fake, Journey, replay
 
 ARGUMENT_ERRORS = (
     "unrecognized arguments",

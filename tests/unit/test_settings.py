@@ -58,3 +58,12 @@ def test_fingerprint_changes_with_renditions() -> None:
     b = Settings.from_env({"IMGPIPE_RENDITIONS": "320,640"})
     assert a.fingerprint != b.fingerprint
     assert a.fingerprint == Settings.from_env({}).fingerprint
+
+
+def test_firestore_database_per_environment() -> None:
+    assert Settings.from_env({}).firestore_database == "(default)"
+    env = {"IMGPIPE_FIRESTORE_DATABASE": "imgpipe-dev"}
+    assert Settings.from_env(env).firestore_database == "imgpipe-dev"
+    for bad in ("Prod", "a/b", "x", "imgpipe-"):
+        with pytest.raises(ConfigError, match="IMGPIPE_FIRESTORE_DATABASE"):
+            Settings.from_env({"IMGPIPE_FIRESTORE_DATABASE": bad})

@@ -75,7 +75,9 @@ def gcp_runtime(settings: Settings) -> GcpRuntime:
     )
     services = Services(
         settings=settings,
-        state=FirestoreStateStore(firestore.Client(project=project)),
+        state=FirestoreStateStore(
+            firestore.Client(project=project, database=settings.firestore_database)
+        ),
         blobs=blobs,
         queue=queue,
         clock=SystemClock(),
