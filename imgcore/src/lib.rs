@@ -16,6 +16,7 @@ mod palette;
 pub mod pipeline;
 pub mod rendition;
 pub mod resize;
+pub mod thumbnail;
 
 #[cfg(feature = "python")]
 mod python;

@@ -12,12 +12,8 @@ use crate::error::{ImgError, Result};
 use crate::header::{self, Header};
 use crate::image::{area, Pixels};
 use crate::palette::{self, PaletteResult};
-use crate::rendition::{self, Crop, Spec};
-use crate::{color, decode, limits, orient, resize};
-
-/// The palette reads a thumbnail that fits in this square, the size material-color-utilities
-/// samples for its seed; the palette shrinks it further for the ThumbHash.
-const THUMB: u32 = 128;
+use crate::rendition::{self, Spec};
+use crate::{color, decode, limits, orient, resize, thumbnail};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -68,7 +64,6 @@ fn timed<T>(slot: &mut f64, f: impl FnOnce() -> T) -> T {
 pub struct Rendered {
     pub name: String,
     pub pixels: Pixels,
-    full_frame: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -113,20 +108,8 @@ enum Resampled {
     Owned(Pixels),
 }
 
-/// The source handed back by `render` when no rendition took it, with the orientation
-/// still to apply to it.
-struct Leftover {
-    pixels: Pixels,
-    orientation: u8,
-}
-
-/// Every rendition in display orientation, and the source back when no rendition took it.
-fn render(
-    header: &Header,
-    src: Pixels,
-    specs: &[Spec],
-    t: &mut Timings,
-) -> Result<(Vec<Rendered>, Option<Leftover>)> {
+/// Every rendition in display orientation.
+fn render(header: &Header, src: Pixels, specs: &[Spec], t: &mut Timings) -> Result<Vec<Rendered>> {
     let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
     let plans = rendition::plan(specs, dw, dh)?;
     // Orienting copies every pixel it moves. When the renditions hold more pixels than the
@@ -199,61 +182,29 @@ fn render(
                     }
                     None => return Err(ImgError::Internal("rendition not rendered".into())),
                 };
-                let full_frame = plan.is_full_frame(dw, dh);
                 Ok(Rendered {
                     name: plan.name,
                     pixels: orient::oriented(px, o),
-                    full_frame,
                 })
             })
             .collect::<Result<Vec<_>>>()
     })?;
-    let leftover = src.map(|pixels| Leftover {
-        pixels,
-        orientation: o,
-    });
-    Ok((renders, leftover))
+    Ok(renders)
 }
 
 /// The resized pixels of every rendition before encoding, in display orientation.
 pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
     let (header, src) = load(data, max_pixels, 1, &mut t)?;
-    Ok(render(&header, src, specs, &mut t)?.0)
+    render(&header, src, specs, &mut t)
 }
 
-/// A display-oriented thumbnail fitting in THUMB x THUMB, from the smallest full-frame
-/// rendition when there is one, never from a larger image than needed.
-fn thumbnail(src: Option<&Leftover>, renders: &[Rendered]) -> Result<Pixels> {
-    let smallest = renders
-        .iter()
-        .filter(|r| r.full_frame)
-        .min_by_key(|r| r.pixels.area());
-    let (base, orientation) = match (smallest, src) {
-        (Some(r), _) => (&r.pixels, 1),
-        (None, Some(src)) => (&src.pixels, src.orientation),
-        // A rendition took the source only if it is a full-frame one.
-        (None, None) => return Err(ImgError::Internal("no image for the thumbnail".into())),
-    };
-    let (bw, bh) = orient::oriented_size(base.width, base.height, orientation);
-    let plan = rendition::plan(
-        &[Spec {
-            width: THUMB,
-            height: Some(THUMB),
-            cover: false,
-        }],
-        bw,
-        bh,
-    )?;
-    let (tw, th) = orient::oriented_size(plan[0].width, plan[0].height, orientation);
-    let small = resize::resize(
-        &mut Resizer::new(),
-        base,
-        Crop::full(base.width, base.height),
-        tw,
-        th,
-    )?;
-    Ok(orient::oriented(small, orientation))
+/// The thumbnail the palette is computed from (`thumbnail` says how it is made), in display
+/// orientation.
+pub fn palette_thumbnail(data: &[u8], max_pixels: u64) -> Result<Pixels> {
+    let mut t = Timings::default();
+    let (header, src) = load(data, max_pixels, 1, &mut t)?;
+    thumbnail::palette_thumbnail(&src, header.orientation)
 }
 
 pub fn palette_of(p: &Pixels) -> PaletteResult {
@@ -277,13 +228,17 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let mut t = Timings::default();
     let threads = opts.threads.clamp(1, 64);
     let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
-    let (renders, src) = render(&header, src, specs, &mut t)?;
+    // From the source, before any rendition exists: the palette depends on the image alone.
     let thumb = if opts.palette {
-        Some(timed(&mut t.palette, || thumbnail(src.as_ref(), &renders))?)
+        let orientation = header.orientation;
+        let thumb = timed(&mut t.palette, || {
+            thumbnail::palette_thumbnail(&src, orientation)
+        })?;
+        Some(thumb)
     } else {
         None
     };
-    drop(src);
+    let renders = render(&header, src, specs, &mut t)?;
 
     let mut jobs: Vec<Job<'_>> = renders
         .iter()
@@ -392,5 +347,32 @@ mod tests {
             .map(|o| (o.name.as_str(), o.width, o.height))
             .collect();
         assert_eq!(sizes, [("w320", 320, 244), ("300x100-cover", 300, 100)]);
+    }
+
+    #[test]
+    fn the_palette_is_the_same_whatever_the_renditions() {
+        let jpg = photo(1500, 1000);
+        let sets = [
+            vec![
+                spec(320, None, false),
+                spec(640, None, false),
+                spec(1280, None, false),
+                spec(1920, None, false),
+                spec(3840, None, false),
+            ],
+            vec![spec(320, None, false)],
+            vec![spec(3840, None, false)],
+            vec![spec(1080, Some(1920), true)],
+            vec![spec(1920, Some(1080), false), spec(100, Some(100), true)],
+        ];
+        let opts = Options {
+            formats: Vec::new(),
+            ..options()
+        };
+        let alone = palette_of(&palette_thumbnail(&jpg, 1 << 24).unwrap());
+        for specs in sets {
+            let palette = process(&jpg, &specs, &opts).unwrap().palette;
+            assert_eq!(palette.as_ref(), Some(&alone), "{specs:?}");
+        }
     }
 }

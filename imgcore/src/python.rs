@@ -129,6 +129,8 @@ pub struct Palette {
     #[pyo3(get)]
     seed: String,
     #[pyo3(get)]
+    seed_candidates: Vec<String>,
+    #[pyo3(get)]
     thumbhash: String,
 }
 
@@ -141,6 +143,7 @@ impl From<PaletteResult> for Palette {
                 .map(|(c, share)| (hex(c), f64::from(share)))
                 .collect(),
             seed: hex(p.seed),
+            seed_candidates: p.seed_candidates.into_iter().map(hex).collect(),
             thumbhash: p.thumbhash,
         }
     }
@@ -150,8 +153,8 @@ impl From<PaletteResult> for Palette {
 impl Palette {
     fn __repr__(&self) -> String {
         format!(
-            "Palette(colors={:?}, seed={:?}, thumbhash={:?})",
-            self.colors, self.seed, self.thumbhash
+            "Palette(colors={:?}, seed={:?}, seed_candidates={:?}, thumbhash={:?})",
+            self.colors, self.seed, self.seed_candidates, self.thumbhash
         )
     }
 }
@@ -283,14 +286,26 @@ fn render_raw(
     let done = without_gil(py, || pipeline::render_raw(data, &specs, max_pixels))?;
     Ok(done
         .into_iter()
-        .map(|r| RawRendition {
-            name: r.name,
-            width: r.pixels.width,
-            height: r.pixels.height,
-            channels: r.pixels.channels,
-            pixels: PyBytes::new(py, &r.pixels.data).unbind(),
-        })
+        .map(|r| raw(r.name, r.pixels, py))
         .collect())
+}
+
+fn raw(name: String, pixels: crate::image::Pixels, py: Python<'_>) -> RawRendition {
+    RawRendition {
+        name,
+        width: pixels.width,
+        height: pixels.height,
+        channels: pixels.channels,
+        pixels: PyBytes::new(py, &pixels.data).unbind(),
+    }
+}
+
+/// The thumbnail `process` computes the palette from.
+#[pyfunction]
+#[pyo3(signature = (data, *, max_pixels = 100_000_000))]
+fn palette_thumbnail(py: Python<'_>, data: &[u8], max_pixels: u64) -> PyResult<RawRendition> {
+    let thumb = without_gil(py, || pipeline::palette_thumbnail(data, max_pixels))?;
+    Ok(raw("palette".to_owned(), thumb, py))
 }
 
 #[pyfunction]
@@ -333,5 +348,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(process, m)?)?;
     m.add_function(wrap_pyfunction!(render_raw, m)?)?;
     m.add_function(wrap_pyfunction!(palette_from_pixels, m)?)?;
+    m.add_function(wrap_pyfunction!(palette_thumbnail, m)?)?;
     Ok(())
 }

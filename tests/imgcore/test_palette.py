@@ -70,6 +70,10 @@ def check_palette(pal: _imgcore.Palette, has_alpha: bool, any_visible: bool = Tr
         assert HEX.match(hexcolor), hexcolor
     assert len({h for h, _ in pal.colors}) == len(pal.colors), "duplicate colours"
     assert HEX.match(pal.seed), pal.seed
+    assert 1 <= len(pal.seed_candidates) <= 4, pal.seed_candidates
+    assert pal.seed_candidates[0] == pal.seed
+    assert all(HEX.match(c) for c in pal.seed_candidates), pal.seed_candidates
+    assert len(set(pal.seed_candidates)) == len(pal.seed_candidates)
     raw = base64.b64decode(pal.thumbhash, validate=True)
     # ThumbHash: 5-byte header (+1 alpha byte) and 4-bit AC coefficients; about 20-30 bytes.
     assert 10 <= len(raw) <= 40, f"thumbhash of {len(raw)} bytes"

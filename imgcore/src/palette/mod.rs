@@ -18,19 +18,25 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Colour budget of upstream's image quantization for theming.
 const SEED_MAX_COLORS: usize = 128;
 const DOMINANT_MAX_COLORS: usize = 8;
+/// Score's `desired` in upstream's default options.
+const SEED_CANDIDATES: usize = 4;
 /// Merging at most 128 weighted colours converges in a few rounds; the cap only bounds
 /// the worst case.
 const DOMINANT_MODE: wsmeans::Mode = wsmeans::Mode::Nearest {
     max_iterations: 100,
 };
 
-/// The palette of one image, computed from a small rendition (straight RGBA8).
+/// The palette of one image, computed from its thumbnail (straight RGBA8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaletteResult {
     /// Up to 8 dominant colours as sRGB with their share of the opaque pixels, largest first.
     pub colors: Vec<([u8; 3], f32)>,
     /// Material You seed colour (Celebi quantizer + Score), #4285F4 when nothing is chromatic.
     pub seed: [u8; 3],
+    /// Score's suggestions, best first (up to 4, as upstream's `Score.score(..., desired: 4)`);
+    /// the first is `seed`. Colours that score alike can swap places when the thumbnail
+    /// changes slightly, so a UI may offer them all.
+    pub seed_candidates: Vec<[u8; 3]>,
     /// ThumbHash, standard base64.
     pub thumbhash: String,
 }
@@ -57,10 +63,9 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
         SEED_MAX_COLORS,
         wsmeans::Mode::Upstream,
     );
-    let seed = score::ranked_suggestions(&clusters, 4)
-        .first()
-        .copied()
-        .unwrap_or(score::FALLBACK);
+    // Never empty: Google Blue when nothing qualifies.
+    let candidates = score::ranked_suggestions(&clusters, SEED_CANDIDATES);
+    let seed = candidates.first().copied().unwrap_or(score::FALLBACK);
 
     // Upstream's seed reads only opaque pixels. The dominant colours describe what is seen:
     // when some pixels are translucent (a logo's anti-aliased edge, a faded overlay, a
@@ -77,6 +82,7 @@ pub fn compute(rgba: &[u8], width: u32, height: u32) -> PaletteResult {
     PaletteResult {
         colors,
         seed: lab::rgb_from_argb(seed),
+        seed_candidates: candidates.into_iter().map(lab::rgb_from_argb).collect(),
         thumbhash: thumb::thumbhash_base64(rgba, width, rows),
     }
 }
@@ -213,6 +219,8 @@ mod tests {
             vec![([255, 0, 0], 0.75), ([0, 0, 255], 0.25)]
         );
         assert_eq!(result.seed, [255, 0, 0]);
+        // Blue is the only other candidate: 90 degrees of hue away and common enough.
+        assert_eq!(result.seed_candidates, vec![[255, 0, 0], [0, 0, 255]]);
         assert!(!result.thumbhash.is_empty());
     }
 
@@ -242,6 +250,7 @@ mod tests {
         let px: Vec<[u8; 4]> = (0..=255u8).map(|v| [v, v, v, 255]).collect();
         let result = compute(&image(&px), 16, 16);
         assert_eq!(result.seed, [0x42, 0x85, 0xF4]);
+        assert_eq!(result.seed_candidates, vec![[0x42, 0x85, 0xF4]]);
         assert!(!result.colors.is_empty() && result.colors.len() <= 8);
         let total: f32 = result.colors.iter().map(|c| c.1).sum();
         assert!((total - 1.0).abs() < 1e-5);
@@ -292,6 +301,8 @@ mod tests {
                 .collect();
             let result = compute(&rgba, w, h);
             assert!(result.colors.len() <= 8);
+            assert!((1..=4).contains(&result.seed_candidates.len()));
+            assert_eq!(result.seed_candidates[0], result.seed);
             if !result.colors.is_empty() {
                 let total: f32 = result.colors.iter().map(|c| c.1).sum();
                 assert!((total - 1.0).abs() < 1e-4, "{total}");
