@@ -12,7 +12,7 @@ use crate::error::{ImgError, Result};
 use crate::header::{self, Header};
 use crate::image::{area, Pixels};
 use crate::palette::{self, PaletteResult};
-use crate::rendition::{self, Spec};
+use crate::rendition::{self, Focus, Spec};
 use crate::{color, decode, limits, orient, resize, thumbnail};
 
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ pub struct Options {
     pub formats: Vec<OutFormat>,
     pub threads: usize,
     pub palette: bool,
+    /// Where cover crops are centred (the image's focal point), in display fractions.
+    pub focus: Focus,
 }
 
 /// Seconds per stage, summed over threads.
@@ -109,9 +111,15 @@ enum Resampled {
 }
 
 /// Every rendition in display orientation.
-fn render(header: &Header, src: Pixels, specs: &[Spec], t: &mut Timings) -> Result<Vec<Rendered>> {
+fn render(
+    header: &Header,
+    src: Pixels,
+    specs: &[Spec],
+    focus: Focus,
+    t: &mut Timings,
+) -> Result<Vec<Rendered>> {
     let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
-    let plans = rendition::plan(specs, dw, dh)?;
+    let plans = rendition::plan_around(specs, dw, dh, focus)?;
     // Orienting copies every pixel it moves. When the renditions hold more pixels than the
     // source (a 2 MP photo: its full-size rendition plus 1280, 640, 320), orienting the
     // source once costs less than orienting each rendition; otherwise renditions are resized
@@ -196,7 +204,7 @@ fn render(header: &Header, src: Pixels, specs: &[Spec], t: &mut Timings) -> Resu
 pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
     let (header, src) = load(data, max_pixels, 1, &mut t)?;
-    render(&header, src, specs, &mut t)
+    render(&header, src, specs, Focus::CENTRE, &mut t)
 }
 
 /// The thumbnail the palette is computed from (`thumbnail` says how it is made), in display
@@ -238,7 +246,7 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     } else {
         None
     };
-    let renders = render(&header, src, specs, &mut t)?;
+    let renders = render(&header, src, specs, opts.focus, &mut t)?;
 
     let mut jobs: Vec<Job<'_>> = renders
         .iter()
@@ -311,6 +319,7 @@ mod tests {
             formats: vec![OutFormat::Jpeg],
             threads: 1,
             palette: true,
+            focus: Focus::CENTRE,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::error::{self, ImgError};
 use crate::header::Header;
 use crate::palette::PaletteResult;
 use crate::pipeline::{self, Options};
-use crate::rendition::Spec;
+use crate::rendition::{Focus, Spec};
 
 /// The one place the GIL is released; the closure sees only Rust data.
 fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
@@ -203,7 +203,7 @@ fn probe(py: Python<'_>, data: &[u8], max_pixels: u64) -> PyResult<ImageInfo> {
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
 #[pyo3(signature = (data, renditions, *, palette = true, max_pixels = 100_000_000, jpeg_quality = 82,
-    webp_quality = 80.0, webp_method = 4, formats = None, threads = 1))]
+    webp_quality = 80.0, webp_method = 4, formats = None, threads = 1, focus = None))]
 fn process(
     py: Python<'_>,
     data: &[u8],
@@ -215,6 +215,7 @@ fn process(
     webp_method: i32,
     formats: Option<Vec<String>>,
     threads: usize,
+    focus: Option<(f64, f64)>,
 ) -> PyResult<Processed> {
     if !(1..=100).contains(&jpeg_quality) {
         return Err(PyValueError::new_err("jpeg_quality must be in 1..=100"));
@@ -235,6 +236,10 @@ fn process(
             .map(|n| OutFormat::parse(n))
             .collect::<Result<Vec<_>, ImgError>>()?,
     };
+    let focus = match focus {
+        None => Focus::CENTRE,
+        Some((x, y)) => Focus::new(x, y)?,
+    };
     let opts = Options {
         max_pixels,
         jpeg_quality,
@@ -243,6 +248,7 @@ fn process(
         formats,
         threads,
         palette,
+        focus,
     };
     let specs = to_specs(renditions);
     let done = without_gil(py, || pipeline::process(data, &specs, &opts))?;

@@ -118,6 +118,7 @@ def process(
     webp_method: int = 4,
     formats: list[str] | None = None,  # None: ["jpeg", "webp"]
     threads: int = 1,
+    focus: tuple[float, float] | None = None,  # cover crops around it (display fractions)
 ) -> Processed: ...
 def render_raw(
     data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000

@@ -55,10 +55,6 @@ def probe(data: bytes, limits: Limits) -> ImageInfo:
     return _core(lambda: _imgcore.probe(data, max_pixels=limits.max_pixels))
 
 
-# The focal point of cover crops arrives with the core that crops around it.
-CORE_FOCUS = "focus" in (getattr(_imgcore.process, "__text_signature__", None) or "")
-
-
 def process(
     data: bytes,
     specs: Sequence[RenditionSpec],
@@ -69,9 +65,7 @@ def process(
 ) -> Processed:
     check_size(len(data), limits)
     core_specs = [spec.as_core() for spec in specs]
-    extra: dict[str, object] = {}
-    if focus is not None and CORE_FOCUS:
-        extra["focus"] = (float(focus[0]), float(focus[1]))
+    at = None if focus is None else (float(focus[0]), float(focus[1]))
     return _core(
         lambda: _imgcore.process(
             data,
@@ -83,7 +77,7 @@ def process(
             webp_method=WEBP_METHOD,
             formats=list(OUTPUT_FORMATS),
             threads=threads,
-            **extra,
+            focus=at,
         )
     )
 

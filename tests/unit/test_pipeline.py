@@ -24,6 +24,11 @@ def test_a_task_renders_once_and_a_second_delivery_skips(harness: Harness) -> No
     assert record is not None and record.state is State.DONE
     outputs = harness.outputs(image_id)
     assert "metadata.json" in outputs
+    meta = json.loads((harness.files.root / "processed" / image_id / "metadata.json").read_text())
+    candidates = meta["palette"]["seed_candidates"]
+    assert 1 <= len(candidates) <= 4 and candidates[0] == meta["palette"]["seed"]
+    widths = sorted(r["width"] for r in meta["renditions"] if r["format"] == "webp")
+    assert meta["srcset"]["webp"].endswith(f" {widths[-1]}w")
     body = json.dumps({"image_id": image_id}).encode()
     status, answer = tasks.process(harness.svc, {}, body)
     assert (status, answer["status"]) == (200, "skipped")

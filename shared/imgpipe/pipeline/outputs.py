@@ -93,6 +93,7 @@ def build_metadata(
         else {
             "colors": [{"hex": hex_, "share": round(share, 4)} for hex_, share in palette.colors],
             "seed": palette.seed,
+            "seed_candidates": list(palette.seed_candidates),
             "thumbhash": palette.thumbhash,
         },
         "srcset": srcset(renditions),
