@@ -1,7 +1,8 @@
-//! Encoders: progressive baseline-quality JPEG (jpeg-encoder, SIMD) and lossy WebP (libwebp).
+//! Encoders: progressive JPEG (our own, `jpeg`) and lossy WebP (libwebp).
 //! Both write sRGB pixels with no metadata.
 
-use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
+mod jpeg;
+
 use libwebp_sys as webp;
 
 use crate::error::{ImgError, Result};
@@ -54,6 +55,9 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
     }
 }
 
+/// Whether JPEG quantisation is rate-distortion optimised (see `jpeg::Quantizer`).
+const JPEG_RD: bool = false;
+
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
     p.check()?;
     let (w, h) = dims_u16(p)?;
@@ -64,15 +68,7 @@ pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
     } else {
         &p.data
     };
-    let mut out = Vec::with_capacity(rgb.len() / 8);
-    let mut enc = Encoder::new(&mut out, quality.clamp(1, 100));
-    enc.set_progressive(true);
-    enc.set_optimized_huffman_tables(true);
-    // libjpeg (and so Pillow) averages chroma when subsampling.
-    enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
-    enc.encode(rgb, w, h, ColorType::Rgb)
-        .map_err(|e| ImgError::Internal(format!("JPEG encoding failed: {e}")))?;
-    Ok(out)
+    Ok(jpeg::encode(rgb, w, h, quality.clamp(1, 100), JPEG_RD))
 }
 
 /// Frees libwebp's picture and output buffer whatever path leaves `webp()`.

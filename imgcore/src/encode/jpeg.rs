@@ -1,0 +1,744 @@
+//! Progressive JPEG encoder (YCbCr 4:2:0, 8-bit, Annex K tables scaled like libjpeg).
+//!
+//! What makes libjpeg's (and so Pillow's) progressive files small, and what `jpeg-encoder` 0.7
+//! lacks: successive approximation (libjpeg's `jpeg_simple_progression` script), end-of-band
+//! runs (EOBRUN, one symbol for a run of empty bands instead of one EOB per block), and an
+//! optimised Huffman table per scan. On top of that, coefficient quantisation is decided by
+//! rate-distortion (a cheap version of mozjpeg's trellis; see `quantize_rd`).
+//!
+//! Layout: the image is converted and transformed one MCU row (16 pixel rows) at a time into
+//! quantised coefficients in zigzag order (2 bytes per pixel for luma, 1 for both chroma
+//! planes together); each scan is then tokenised, its Huffman tables built from the tokens'
+//! statistics, and the tokens written.
+
+/// `NATURAL[k]`: the row-major index of the k-th coefficient in zigzag order.
+const NATURAL: [usize; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// ITU-T T.81 Annex K.1, row-major.
+const LUMA_Q: [u16; 64] = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+];
+const CHROMA_Q: [u16; 64] = [
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+];
+
+/// libjpeg's `jpeg_quality_scaling` + `jpeg_add_quant_table(force_baseline)`: row-major.
+fn scaled_table(base: &[u16; 64], quality: u8) -> [u16; 64] {
+    let q = u32::from(quality.clamp(1, 100));
+    let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
+    base.map(|b| ((u32::from(b) * scale + 50) / 100).clamp(1, 255) as u16)
+}
+
+/// The orthonormal 8-point DCT-II basis: `BASIS[u][x]`. JPEG's FDCT is exactly this in 2-D.
+fn basis() -> [[f32; 8]; 8] {
+    let mut c = [[0f32; 8]; 8];
+    for (u, row) in c.iter_mut().enumerate() {
+        let cu = if u == 0 { (0.125f64).sqrt() } else { 0.5 };
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = (cu * (((2 * x + 1) * u) as f64 * std::f64::consts::PI / 16.0).cos()) as f32;
+        }
+    }
+    c
+}
+
+/// 2-D DCT of a row-major block of level-shifted samples, in place.
+#[inline]
+fn fdct(c: &[[f32; 8]; 8], b: &mut [f32; 64]) {
+    let mut t = [0f32; 64];
+    // rows: t[y][u] = sum_x b[y][x] c[u][x]
+    for y in 0..8 {
+        let row: [f32; 8] = b[y * 8..y * 8 + 8].try_into().unwrap_or([0.0; 8]);
+        for u in 0..8 {
+            let mut s = 0.0;
+            for x in 0..8 {
+                s += row[x] * c[u][x];
+            }
+            t[y * 8 + u] = s;
+        }
+    }
+    // columns: b[v][u] = sum_y c[v][y] t[y][u]
+    for v in 0..8 {
+        let mut acc = [0f32; 8];
+        for y in 0..8 {
+            let k = c[v][y];
+            for u in 0..8 {
+                acc[u] += k * t[y * 8 + u];
+            }
+        }
+        b[v * 8..v * 8 + 8].copy_from_slice(&acc);
+    }
+}
+
+/// Quantisation of one block into zigzag order.
+///
+/// Rounds to nearest, then (rate-distortion, when `rd`) drops to zero the isolated +-1 AC
+/// coefficients whose squared-error cost is smaller than `lambda` times the bits they take:
+/// each costs at least its run/size symbol plus a sign bit, and it splits a zero run.
+struct Quantizer {
+    /// 1/q in row-major order.
+    inv: [f32; 64],
+    /// q^2 in zigzag order (error of a dropped coefficient in DCT units is `|x| * q`).
+    q2: [f32; 64],
+    rd: bool,
+    lambda: f32,
+}
+
+impl Quantizer {
+    fn new(table: &[u16; 64], rd: bool) -> Self {
+        let inv = table.map(|q| 1.0 / f32::from(q));
+        let mut q2 = [0f32; 64];
+        for k in 0..64 {
+            let q = f32::from(table[NATURAL[k]]);
+            q2[k] = q * q;
+        }
+        Self {
+            inv,
+            q2,
+            rd,
+            lambda: 0.0,
+        }
+    }
+
+    #[inline]
+    fn quantize(&self, f: &[f32; 64], out: &mut [i16; 64]) {
+        let mut frac = [0f32; 64];
+        for k in 0..64 {
+            let x = f[NATURAL[k]] * self.inv[NATURAL[k]];
+            let r = x.round();
+            out[k] = r as i16;
+            frac[k] = x;
+        }
+        if !self.rd {
+            return;
+        }
+        // Zero a lone +-1 (both neighbours in zigzag order zero, or at the end) when the
+        // distortion it saves is worth less than the bits it costs.
+        let mut last = 0;
+        for k in (1..64).rev() {
+            if out[k] != 0 {
+                last = k;
+                break;
+            }
+        }
+        for k in 1..=last {
+            if out[k].abs() != 1 {
+                continue;
+            }
+            let prev0 = out[k - 1] == 0 || k == 1;
+            let next0 = k == 63 || out[k + 1] == 0;
+            if !(prev0 && next0) {
+                continue;
+            }
+            let x = frac[k].abs();
+            // squared error in DCT units: keep -> (1-x)^2 q^2, drop -> x^2 q^2
+            let gain = (2.0 * x - 1.0) * self.q2[k];
+            // bits: a run/size symbol and a sign bit; more at the tail where it ends the band
+            let bits = if k == last { 6.0 } else { 4.0 };
+            if gain < self.lambda * bits {
+                out[k] = 0;
+            }
+        }
+    }
+}
+
+/// Quantised coefficients of one component, zigzag order, on the MCU-padded block grid.
+struct Plane {
+    /// Blocks per row of the padded grid.
+    bw: usize,
+    /// Blocks per row and column that the component covers (non-interleaved scans code these).
+    cw: usize,
+    ch: usize,
+    blocks: Vec<[i16; 64]>,
+}
+
+/// Converts RGB to YCbCr, subsamples chroma 2x2 by averaging, transforms and quantises.
+fn transform(rgb: &[u8], w: usize, h: usize, quality: u8, rd: bool) -> [Plane; 3] {
+    let mcux = w.div_ceil(16);
+    let mcuy = h.div_ceil(16);
+    let pw = mcux * 16;
+    let c = basis();
+    let luma = scaled_table(&LUMA_Q, quality);
+    let chroma = scaled_table(&CHROMA_Q, quality);
+    let mut qy = Quantizer::new(&luma, rd);
+    let mut qc = Quantizer::new(&chroma, rd);
+    // Lambda in squared DCT units per bit; tuned once for q82-ish settings, scaled with the
+    // table so that it tracks the quality setting.
+    let scale = f32::from(luma[0]) / 16.0;
+    qy.lambda = 0.9 * scale * scale * 16.0;
+    qc.lambda = 0.9 * scale * scale * 16.0;
+    let mut ys = vec![0f32; pw * 16];
+    let mut cbs = vec![0f32; pw * 16];
+    let mut crs = vec![0f32; pw * 16];
+    let mut cb2 = vec![0f32; pw / 2 * 8];
+    let mut cr2 = vec![0f32; pw / 2 * 8];
+    let mut planes = [
+        Plane {
+            bw: mcux * 2,
+            cw: w.div_ceil(8),
+            ch: h.div_ceil(8),
+            blocks: Vec::with_capacity(mcux * mcuy * 4),
+        },
+        Plane {
+            bw: mcux,
+            cw: mcux,
+            ch: mcuy,
+            blocks: Vec::with_capacity(mcux * mcuy),
+        },
+        Plane {
+            bw: mcux,
+            cw: mcux,
+            ch: mcuy,
+            blocks: Vec::with_capacity(mcux * mcuy),
+        },
+    ];
+    let mut blk = [0f32; 64];
+    let mut q = [0i16; 64];
+    for my in 0..mcuy {
+        for r in 0..16 {
+            let sy = (my * 16 + r).min(h - 1);
+            let src = &rgb[sy * w * 3..(sy + 1) * w * 3];
+            let (yr, cbr, crr) = (
+                &mut ys[r * pw..(r + 1) * pw],
+                &mut cbs[r * pw..(r + 1) * pw],
+                &mut crs[r * pw..(r + 1) * pw],
+            );
+            for (x, p) in src.chunks_exact(3).enumerate() {
+                let (rr, gg, bb) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+                yr[x] = 0.299 * rr + 0.587 * gg + 0.114 * bb - 128.0;
+                cbr[x] = -0.168_735_89 * rr - 0.331_264_1 * gg + 0.5 * bb;
+                crr[x] = 0.5 * rr - 0.418_687_6 * gg - 0.081_312_41 * bb;
+            }
+            for x in w..pw {
+                yr[x] = yr[w - 1];
+                cbr[x] = cbr[w - 1];
+                crr[x] = crr[w - 1];
+            }
+        }
+        let hw = pw / 2;
+        for r in 0..8 {
+            for x in 0..hw {
+                let i = 2 * r * pw + 2 * x;
+                cb2[r * hw + x] = 0.25 * (cbs[i] + cbs[i + 1] + cbs[i + pw] + cbs[i + pw + 1]);
+                cr2[r * hw + x] = 0.25 * (crs[i] + crs[i + 1] + crs[i + pw] + crs[i + pw + 1]);
+            }
+        }
+        for by in 0..2 {
+            for bx in 0..mcux * 2 {
+                for y in 0..8 {
+                    let s = (by * 8 + y) * pw + bx * 8;
+                    blk[y * 8..y * 8 + 8].copy_from_slice(&ys[s..s + 8]);
+                }
+                fdct(&c, &mut blk);
+                qy.quantize(&blk, &mut q);
+                planes[0].blocks.push(q);
+            }
+        }
+        for (plane, src) in [(1, &cb2), (2, &cr2)] {
+            for bx in 0..mcux {
+                for y in 0..8 {
+                    let s = y * hw + bx * 8;
+                    blk[y * 8..y * 8 + 8].copy_from_slice(&src[s..s + 8]);
+                }
+                fdct(&c, &mut blk);
+                qc.quantize(&blk, &mut q);
+                planes[plane].blocks.push(q);
+            }
+        }
+    }
+    // Blocks of the two rows of one MCU row were pushed row by row: the Y grid is row-major.
+    planes
+}
+
+/// One scan of the progression.
+struct Scan {
+    comps: &'static [usize],
+    ss: usize,
+    se: usize,
+    ah: u8,
+    al: u8,
+}
+
+/// libjpeg's `jpeg_simple_progression` for three-component YCbCr.
+const SCRIPT: [Scan; 10] = [
+    Scan {
+        comps: &[0, 1, 2],
+        ss: 0,
+        se: 0,
+        ah: 0,
+        al: 1,
+    },
+    Scan {
+        comps: &[0],
+        ss: 1,
+        se: 5,
+        ah: 0,
+        al: 2,
+    },
+    Scan {
+        comps: &[2],
+        ss: 1,
+        se: 63,
+        ah: 0,
+        al: 1,
+    },
+    Scan {
+        comps: &[1],
+        ss: 1,
+        se: 63,
+        ah: 0,
+        al: 1,
+    },
+    Scan {
+        comps: &[0],
+        ss: 6,
+        se: 63,
+        ah: 0,
+        al: 2,
+    },
+    Scan {
+        comps: &[0],
+        ss: 1,
+        se: 63,
+        ah: 2,
+        al: 1,
+    },
+    Scan {
+        comps: &[0, 1, 2],
+        ss: 0,
+        se: 0,
+        ah: 1,
+        al: 0,
+    },
+    Scan {
+        comps: &[2],
+        ss: 1,
+        se: 63,
+        ah: 1,
+        al: 0,
+    },
+    Scan {
+        comps: &[1],
+        ss: 1,
+        se: 63,
+        ah: 1,
+        al: 0,
+    },
+    Scan {
+        comps: &[0],
+        ss: 1,
+        se: 63,
+        ah: 1,
+        al: 0,
+    },
+];
+
+/// A token: a Huffman symbol of table `t` (0 or 1) followed by `n` raw bits, or (t = 2) raw
+/// bits only. Packed as `bits | n << 16 | sym << 21 | t << 29`.
+#[inline]
+fn tok(t: u32, sym: u32, bits: u32, n: u32) -> u32 {
+    (bits & 0xFFFF) | n << 16 | sym << 21 | t << 29
+}
+
+const RAW: u32 = 2;
+
+#[inline]
+fn bit_len(v: u32) -> u32 {
+    32 - v.leading_zeros()
+}
+
+struct Tokens {
+    toks: Vec<u32>,
+    freq: [[u32; 256]; 2],
+    eobrun: u32,
+    /// Correction bits owed by the blocks of the pending end-of-band run.
+    eob_bits: Vec<u8>,
+}
+
+impl Tokens {
+    fn new() -> Self {
+        Self {
+            toks: Vec::new(),
+            freq: [[0; 256]; 2],
+            eobrun: 0,
+            eob_bits: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn sym(&mut self, t: u32, sym: u32, bits: u32, n: u32) {
+        self.freq[t as usize][sym as usize] += 1;
+        self.toks.push(tok(t, sym, bits, n));
+    }
+
+    #[inline]
+    fn raw(&mut self, bits: u32, n: u32) {
+        self.toks.push(tok(RAW, 0, bits, n));
+    }
+
+    fn flush_eobrun(&mut self) {
+        if self.eobrun == 0 {
+            return;
+        }
+        let n = bit_len(self.eobrun) - 1;
+        self.sym(0, n << 4, self.eobrun, n);
+        self.eobrun = 0;
+        for i in 0..self.eob_bits.len() {
+            let b = self.eob_bits[i];
+            self.raw(u32::from(b), 1);
+        }
+        self.eob_bits.clear();
+    }
+
+    fn dc_first(&mut self, t: u32, diff: i32) {
+        let a = diff.unsigned_abs();
+        let n = bit_len(a);
+        let bits = if diff < 0 {
+            (diff - 1) as u32
+        } else {
+            diff as u32
+        };
+        self.sym(t, n, bits, n);
+    }
+
+    fn ac_first(&mut self, b: &[i16; 64], ss: usize, se: usize, al: u8) {
+        let mut r = 0u32;
+        for &v in &b[ss..=se] {
+            let v = i32::from(v);
+            let a = v.unsigned_abs() >> al;
+            if a == 0 {
+                r += 1;
+                continue;
+            }
+            self.flush_eobrun();
+            while r > 15 {
+                self.sym(0, 0xF0, 0, 0);
+                r -= 16;
+            }
+            let n = bit_len(a);
+            let bits = if v < 0 { !a } else { a };
+            self.sym(0, r << 4 | n, bits, n);
+            r = 0;
+        }
+        if r > 0 {
+            self.eobrun += 1;
+            if self.eobrun == 0x7FFF {
+                self.flush_eobrun();
+            }
+        }
+    }
+
+    fn ac_refine(&mut self, b: &[i16; 64], ss: usize, se: usize, al: u8, pending: &mut Vec<u8>) {
+        let mut abs = [0u32; 64];
+        let mut eob = 0;
+        for k in ss..=se {
+            abs[k] = u32::from(b[k].unsigned_abs()) >> al;
+            if abs[k] == 1 {
+                eob = k;
+            }
+        }
+        let mut r = 0u32;
+        pending.clear();
+        for k in ss..=se {
+            let a = abs[k];
+            if a == 0 {
+                r += 1;
+                continue;
+            }
+            while r > 15 && k <= eob {
+                self.flush_eobrun();
+                self.sym(0, 0xF0, 0, 0);
+                r -= 16;
+                for &bit in pending.iter() {
+                    self.raw(u32::from(bit), 1);
+                }
+                pending.clear();
+            }
+            if a > 1 {
+                pending.push((a & 1) as u8);
+                continue;
+            }
+            self.flush_eobrun();
+            self.sym(0, r << 4 | 1, u32::from(b[k] > 0), 1);
+            for &bit in pending.iter() {
+                self.raw(u32::from(bit), 1);
+            }
+            pending.clear();
+            r = 0;
+        }
+        if r > 0 || !pending.is_empty() {
+            self.eobrun += 1;
+            self.eob_bits.extend_from_slice(pending);
+            if self.eobrun == 0x7FFF || self.eob_bits.len() > 937 {
+                self.flush_eobrun();
+            }
+        }
+    }
+}
+
+/// Code lengths `bits[1..=16]` and symbols in code order: libjpeg's `jpeg_gen_optimal_table`
+/// (ITU-T T.81 K.2 with the length limit of K.3 and a reserved all-ones code).
+fn optimal_table(counts: &[u32; 256]) -> ([u8; 17], Vec<u8>) {
+    let mut freq = [0u64; 257];
+    for (f, &c) in freq.iter_mut().zip(counts.iter()) {
+        *f = u64::from(c);
+    }
+    freq[256] = 1;
+    let mut codesize = [0usize; 257];
+    let mut others = [-1i32; 257];
+    loop {
+        let mut c1 = -1i32;
+        let mut v = u64::MAX;
+        for i in 0..257 {
+            if freq[i] != 0 && freq[i] <= v {
+                v = freq[i];
+                c1 = i as i32;
+            }
+        }
+        let mut c2 = -1i32;
+        v = u64::MAX;
+        for i in 0..257 {
+            if freq[i] != 0 && freq[i] <= v && i as i32 != c1 {
+                v = freq[i];
+                c2 = i as i32;
+            }
+        }
+        if c2 < 0 {
+            break;
+        }
+        let (mut a, mut b) = (c1 as usize, c2 as usize);
+        freq[a] += freq[b];
+        freq[b] = 0;
+        codesize[a] += 1;
+        while others[a] >= 0 {
+            a = others[a] as usize;
+            codesize[a] += 1;
+        }
+        others[a] = c2;
+        codesize[b] += 1;
+        while others[b] >= 0 {
+            b = others[b] as usize;
+            codesize[b] += 1;
+        }
+    }
+    let mut bits = [0u32; 33];
+    for &s in &codesize {
+        if s > 0 {
+            bits[s.min(32)] += 1;
+        }
+    }
+    for i in (17..=32).rev() {
+        while bits[i] > 0 {
+            let mut j = i - 2;
+            while bits[j] == 0 {
+                j -= 1;
+            }
+            bits[i] -= 2;
+            bits[i - 1] += 1;
+            bits[j + 1] += 2;
+            bits[j] -= 1;
+        }
+    }
+    let mut i = 16;
+    while bits[i] == 0 {
+        i -= 1;
+    }
+    bits[i] -= 1;
+    let mut out = [0u8; 17];
+    for i in 1..=16 {
+        out[i] = bits[i] as u8;
+    }
+    let mut vals = Vec::new();
+    for len in 1..=32 {
+        for (s, &cs) in codesize.iter().enumerate().take(256) {
+            if cs == len {
+                vals.push(s as u8);
+            }
+        }
+    }
+    (out, vals)
+}
+
+/// Code and length per symbol from `bits`/`vals` (T.81 Annex C).
+fn codes(bits: &[u8; 17], vals: &[u8]) -> [(u16, u8); 256] {
+    let mut out = [(0u16, 0u8); 256];
+    let mut code = 0u32;
+    let mut k = 0;
+    for len in 1..=16u8 {
+        for _ in 0..bits[len as usize] {
+            out[vals[k] as usize] = (code as u16, len);
+            code += 1;
+            k += 1;
+        }
+        code <<= 1;
+    }
+    out
+}
+
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter<'_> {
+    #[inline]
+    fn put(&mut self, bits: u32, n: u32) {
+        if n == 0 {
+            return;
+        }
+        self.acc = (self.acc << n) | u64::from(bits & ((1u32 << n) - 1));
+        self.n += n;
+        while self.n >= 8 {
+            self.n -= 8;
+            let b = (self.acc >> self.n) as u8;
+            self.out.push(b);
+            if b == 0xFF {
+                self.out.push(0);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let pad = (8 - self.n % 8) % 8;
+        self.put((1 << pad) - 1, pad);
+        self.acc = 0;
+    }
+}
+
+fn marker(out: &mut Vec<u8>, m: u8, payload: &[u8]) {
+    out.extend_from_slice(&[0xFF, m]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Encodes 8-bit RGB (`w * h * 3` bytes; `w`, `h` in 1..=65535) as a progressive JPEG.
+pub fn encode(rgb: &[u8], w: u16, h: u16, quality: u8, rd: bool) -> Vec<u8> {
+    let (wu, hu) = (usize::from(w), usize::from(h));
+    debug_assert_eq!(rgb.len(), wu * hu * 3);
+    let planes = transform(rgb, wu, hu, quality, rd);
+    let luma = scaled_table(&LUMA_Q, quality);
+    let chroma = scaled_table(&CHROMA_Q, quality);
+
+    let mut out = Vec::with_capacity(wu * hu / 4 + 1024);
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    marker(&mut out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    let mut dqt = Vec::with_capacity(130);
+    for (id, t) in [(0u8, &luma), (1, &chroma)] {
+        dqt.push(id);
+        dqt.extend(NATURAL.iter().map(|&n| t[n] as u8));
+    }
+    marker(&mut out, 0xDB, &dqt);
+    let mut sof = vec![8];
+    sof.extend_from_slice(&h.to_be_bytes());
+    sof.extend_from_slice(&w.to_be_bytes());
+    sof.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    marker(&mut out, 0xC2, &sof);
+
+    let mcux = wu.div_ceil(16);
+    let mcuy = hu.div_ceil(16);
+    let mut pending = Vec::new();
+    for scan in &SCRIPT {
+        let mut t = Tokens::new();
+        if scan.ss == 0 {
+            let mut last = [0i32; 3];
+            for my in 0..mcuy {
+                for mx in 0..mcux {
+                    for (ci, plane) in planes.iter().enumerate() {
+                        let (n, bw) = if ci == 0 { (2, mcux * 2) } else { (1, mcux) };
+                        for dy in 0..n {
+                            for dx in 0..n {
+                                let b = &plane.blocks[(my * n + dy) * bw + mx * n + dx];
+                                if scan.ah == 0 {
+                                    let v = i32::from(b[0]) >> scan.al;
+                                    t.dc_first(u32::from(ci != 0), v - last[ci]);
+                                    last[ci] = v;
+                                } else {
+                                    t.raw(((i32::from(b[0]) >> scan.al) & 1) as u32, 1);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            let plane = &planes[scan.comps[0]];
+            for by in 0..plane.ch {
+                for bx in 0..plane.cw {
+                    let b = &plane.blocks[by * plane.bw + bx];
+                    if scan.ah == 0 {
+                        t.ac_first(b, scan.ss, scan.se, scan.al);
+                    } else {
+                        t.ac_refine(b, scan.ss, scan.se, scan.al, &mut pending);
+                    }
+                }
+            }
+            t.flush_eobrun();
+        }
+
+        // Tables: DC first scans use 0 (luma) and 1 (chroma); AC scans use table 0.
+        let n_tables = if scan.ss == 0 {
+            if scan.ah == 0 {
+                2
+            } else {
+                0
+            }
+        } else {
+            1
+        };
+        let class = if scan.ss == 0 { 0x00 } else { 0x10 };
+        let mut lut = [[(0u16, 0u8); 256]; 2];
+        if n_tables > 0 {
+            let mut dht = Vec::new();
+            for (ti, l) in lut.iter_mut().enumerate().take(n_tables) {
+                let (bits, vals) = optimal_table(&t.freq[ti]);
+                dht.push(class | ti as u8);
+                dht.extend_from_slice(&bits[1..]);
+                dht.extend_from_slice(&vals);
+                *l = codes(&bits, &vals);
+            }
+            marker(&mut out, 0xC4, &dht);
+        }
+        let mut sos = vec![scan.comps.len() as u8];
+        for &ci in scan.comps {
+            let sel = if scan.ss == 0 {
+                if ci == 0 {
+                    0x00
+                } else {
+                    0x10
+                }
+            } else {
+                0x00
+            };
+            sos.extend_from_slice(&[ci as u8 + 1, sel]);
+        }
+        sos.extend_from_slice(&[scan.ss as u8, scan.se as u8, scan.ah << 4 | scan.al]);
+        marker(&mut out, 0xDA, &sos);
+        let mut bw = BitWriter {
+            out: &mut out,
+            acc: 0,
+            n: 0,
+        };
+        for &tk in &t.toks {
+            let bits = tk & 0xFFFF;
+            let n = (tk >> 16) & 0x1F;
+            let sym = (tk >> 21) & 0xFF;
+            let ti = tk >> 29;
+            if ti != RAW {
+                let (code, len) = lut[ti as usize][sym as usize];
+                bw.put(u32::from(code), u32::from(len));
+            }
+            bw.put(bits, n);
+        }
+        bw.flush();
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
