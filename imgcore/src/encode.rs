@@ -56,7 +56,7 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
 }
 
 /// Whether JPEG quantisation is rate-distortion optimised (see `jpeg::Quantizer`).
-const JPEG_RD: bool = false;
+const JPEG_RD: bool = true;
 
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
     p.check()?;
