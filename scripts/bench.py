@@ -44,7 +44,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,6 +217,163 @@ LIBRARIES: dict[str, Callable[[Path, Path, Timer], None]] = {
     "pillow": job_pillow,
     "pyvips": job_pyvips,
 }
+
+
+# --------------------------------------------------------------------------- quality
+
+# Per library: (reference pixels the encoder was given, JPEG bytes, WebP bytes) per rendition.
+Encoded = list[tuple[np.ndarray, bytes, bytes]]
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+    """RGB over white (JPEG has no alpha; the peers flatten the same way)."""
+    if a.shape[2] == 3:
+        return a
+    al = a[..., 3:4].astype(np.float64) / 255
+    return np.rint(a[..., :3] * al + 255 * (1 - al)).astype(np.uint8)
+
+
+def encoded_imgcore(path: Path) -> Encoded:
+    data = path.read_bytes()
+    raws = {r.name: r for r in _imgcore.render_raw(data, RENDITIONS)}
+    res = _imgcore.process(data, RENDITIONS, palette=False)
+    by = {(o.name, o.format): o.data for o in res.outputs}
+    out = []
+    for name, r in raws.items():
+        px = np.frombuffer(r.pixels, np.uint8).reshape(r.height, r.width, r.channels)
+        out.append((px, by[name, "jpeg"], by[name, "webp"]))
+    return out
+
+
+def encoded_pillow(path: Path) -> Encoded:
+    im = ImageOps.exif_transpose(Image.open(path))
+    icc = Image.open(path).info.get("icc_profile")
+    if icc and not is_srgb_icc(icc):
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+        assert converted is not None
+        im = converted
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    out = []
+    for _, w, h in target_sizes(*im.size):
+        r = im if (w, h) == im.size else im.resize((w, h), Image.Resampling.LANCZOS)
+        j, wb = io.BytesIO(), io.BytesIO()
+        r.save(j, "JPEG", quality=82, progressive=True)
+        r.save(wb, "WEBP", quality=80, method=4)
+        out.append((np.asarray(r), j.getvalue(), wb.getvalue()))
+    return out
+
+
+def encoded_pyvips(path: Path) -> Encoded:
+    img = pyvips.Image.new_from_buffer(path.read_bytes(), "").autorot()
+    icc = img.get("icc-profile-data") if img.get_typeof("icc-profile-data") != 0 else None
+    if icc and not is_srgb_icc(icc):
+        img = img.icc_transform("srgb")
+    elif img.interpretation != "srgb":
+        img = img.colourspace("srgb")
+    img = img.cast("uchar").copy_memory()
+    out = []
+    for _, w, h in target_sizes(img.width, img.height):
+        r = img
+        if (w, h) != (img.width, img.height):
+            r = img.resize(w / img.width, vscale=h / img.height, kernel="lanczos3").copy_memory()
+        flat = r.flatten(background=[255, 255, 255]) if r.hasalpha() else r
+        j = flat.jpegsave_buffer(Q=82, interlace=True, keep=_KEEP_NONE)
+        wb = r.webpsave_buffer(Q=80, effort=4, keep=_KEEP_NONE)
+        px = np.ndarray(buffer=r.write_to_memory(), dtype=np.uint8, shape=(h, w, r.bands))
+        out.append((px, j, wb))
+    return out
+
+
+ENCODED: dict[str, Callable[[Path], Encoded]] = {
+    "imgcore": encoded_imgcore,
+    "pillow": encoded_pillow,
+    "pyvips": encoded_pyvips,
+}
+
+
+def psnr(ref: np.ndarray, got: np.ndarray) -> float:
+    mse = float(np.mean((ref.astype(np.float64) - got) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+_GAUSS = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+_GAUSS /= _GAUSS.sum()
+
+
+def _blur(t: np.ndarray) -> np.ndarray:
+    """The 11-tap, sigma 1.5 Gaussian window of Wang et al.'s SSIM, separable, edges mirrored."""
+    for axis in (0, 1):
+        pad = [(5, 5) if a == axis else (0, 0) for a in (0, 1)]
+        p = np.pad(t, pad, mode="reflect")
+        n = t.shape[axis]
+        t = sum(g * p.take(range(i, i + n), axis=axis) for i, g in enumerate(_GAUSS))
+    return t
+
+
+def ssim(ref: np.ndarray, got: np.ndarray) -> float:
+    """Mean SSIM of the luma (BT.601) planes, Gaussian window (Wang et al. 2004)."""
+
+    def luma(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+    x, y = luma(ref), luma(got)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = _blur(x), _blur(y)
+    sxx, syy, sxy = _blur(x * x) - mx * mx, _blur(y * y) - my * my, _blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(np.mean(s))
+
+
+def print_quality(images: list[Path]) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """Output bytes and quality per library and format, each rendition measured against the
+    exact resized pixels its encoder was given (flattened on white), decoded by Pillow."""
+    print(
+        "\nOutput bytes and quality per format (summed bytes; PSNR dB and luma SSIM averaged "
+        "over renditions; reference: the exact resized pixels each encoder was given)"
+    )
+    print(f"{'library':<9}{'format':>7}{'bytes':>12}{'PSNR':>8}{'SSIM':>9}")
+    table: dict[tuple[str, str], tuple[int, float, float]] = {}
+    for lib, fn in ENCODED.items():
+        rows = [r for p in images for r in fn(p)]
+        for fi, fmt in ((1, "jpeg"), (2, "webp")):
+            size, ps, ss = 0, [], []
+            for r in rows:
+                ref = _rgb(r[0])
+                got = _rgb(np.asarray(Image.open(io.BytesIO(r[fi])).convert("RGBA")))
+                size += len(r[fi])
+                ps.append(psnr(ref, got))
+                ss.append(ssim(ref, got))
+            table[lib, fmt] = (size, statistics.fmean(ps), statistics.fmean(ss))
+            print(f"{lib:<9}{fmt:>7}{size:12d}{table[lib, fmt][1]:8.2f}{table[lib, fmt][2]:9.5f}")
+    for fmt in ("jpeg", "webp"):
+        for peer in ("pillow", "pyvips"):
+            r = table["imgcore", fmt][0] / table[peer, fmt][0]
+            print(f"  {fmt} bytes, imgcore / {peer}: {r:.3f}")
+    return table
+
+
+# --------------------------------------------------------------------------- CLI vs core
+
+
+def cli_vs_core(images: list[Path], threads: int, rounds: int) -> tuple[float, float] | None:
+    """`imgpipe process --workers N` wall time vs imgcore's process() on a pool of N."""
+    exe = shutil.which("imgpipe", path=str(Path(sys.executable).parent)) or shutil.which("imgpipe")
+    if exe is None:
+        return None
+    cli, core = [], []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="imgpipe-cli-") as out:
+            t0 = time.perf_counter()
+            cmd = [exe, "process", "--workers", str(threads), "--out", out, *map(str, images)]
+            subprocess.run(cmd, check=True, capture_output=True)
+            cli.append(time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory(prefix="imgpipe-core-") as out:
+            core.append(wall_run("imgcore", images, Path(out), threads))
+    return min(cli), min(core)
 
 
 # --------------------------------------------------------------------------- driver
@@ -398,6 +557,18 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print(f"  {threads} thread(s): " + ", ".join(parts))
         print_targets(stages, walls, len(images))
+
+    threads = max(args.threads)
+    cc = cli_vs_core(images, threads, args.repeat)
+    if cc is None:
+        print("\nCLI vs core: no imgpipe executable found")
+    else:
+        cli, core = cc
+        print(
+            f"\nCLI vs core, {threads} workers, best of {args.repeat}: imgpipe process "
+            f"{cli:.3f} s, imgcore process() {core:.3f} s: the CLI takes {cli / core:.2f}x"
+        )
+    print_quality(images)
     return 0
 
 
