@@ -188,27 +188,19 @@ _lookup() {
   return "$__rc"
 }
 
-change() {  # change WHAT CMD...
-  local what=$1
-  shift
+_mutate() {  # _mutate MODE WHAT CMD...: echoed, or only printed under --dry-run
+  local mode=$1 what=$2
+  shift 2
   if $DRY_RUN; then
     printf '[dry-run] %s\n' "$(quoted "$@")" >&2
     return 0
   fi
   printf '+ %s\n' "$(quoted "$@")" >&2
-  _run change "$what" "$@" >&2
+  _run "$mode" "$what" "$@" >&2
 }
 
-eventual() {  # eventual WHAT CMD...
-  local what=$1
-  shift
-  if $DRY_RUN; then
-    printf '[dry-run] %s\n' "$(quoted "$@")" >&2
-    return 0
-  fi
-  printf '+ %s\n' "$(quoted "$@")" >&2
-  _run eventual "$what" "$@" >&2
-}
+change() { _mutate change "$@"; }      # change WHAT CMD...
+eventual() { _mutate eventual "$@"; }  # eventual WHAT CMD... (retried on any error)
 
 # ---------------------------------------------------------------- IAM policies
 # ensure_bindings KIND RESOURCE ROLE MEMBER [ROLE MEMBER ...]: reads the policy once and adds
