@@ -52,6 +52,12 @@ pub fn decode(data: &[u8], header: &Header, max_pixels: u64) -> Result<Decoded> 
         Format::WebP if header.frame_count <= 1 => webp_still(data, header)?,
         Format::WebP => with_image(data, ImageFormat::WebP, header, max_pixels)?,
         Format::Tiff => with_image(data, ImageFormat::Tiff, header, max_pixels)?,
+        Format::Heif | Format::Avif => {
+            return Err(ImgError::InvalidArgument(format!(
+                "{} pixels are decoded outside the core and passed in as `decoded`",
+                header.format.name()
+            )))
+        }
     };
     // The decoder's own size wins, but it must still respect the limit and fill its buffer.
     limits::check_dimensions(decoded.width, decoded.height, max_pixels)?;
@@ -60,6 +66,106 @@ pub fn decode(data: &[u8], header: &Header, max_pixels: u64) -> Result<Decoded> 
         return Err(ImgError::corrupt("decoder returned a short pixel buffer"));
     }
     Ok(decoded)
+}
+
+/// Pixels a library outside the core decoded (HEIF through libheif, AVIF through libavif):
+/// 8-bit RGB or RGBA rows of `stride` bytes.
+#[derive(Debug)]
+pub struct External {
+    pub width: u32,
+    pub height: u32,
+    pub channels: usize,
+    pub stride: usize,
+    pub data: Vec<u8>,
+    /// The decoder applied the container's `irot`/`imir` (libheif does; libavif leaves them).
+    pub oriented: bool,
+}
+
+/// Checks externally decoded pixels against the container's header and takes its colour.
+/// Returns the header the rest of the pipeline sees: when the decoder already oriented the
+/// pixels, their size is the displayed one and the orientation is 1, so nothing is applied
+/// twice.
+pub fn external(
+    data: &[u8],
+    header: &Header,
+    px: External,
+    max_pixels: u64,
+) -> Result<(Header, Decoded)> {
+    let info = crate::isobmff::parse(data)
+        .ok_or_else(|| ImgError::corrupt("truncated or invalid HEIF/AVIF header"))?;
+    let layout = match px.channels {
+        3 => Layout::Rgb,
+        4 => Layout::Rgba,
+        n => {
+            return Err(ImgError::InvalidArgument(format!(
+                "decoded pixels have {n} channels; 3 or 4 expected"
+            )))
+        }
+    };
+    limits::check_dimensions(px.width, px.height, max_pixels)?;
+    let (expect_w, expect_h) = if px.oriented {
+        header.display_size()
+    } else {
+        (header.width, header.height)
+    };
+    // libheif crops to a clean aperture (`clap`) when there is one: never larger.
+    let fits = if px.oriented {
+        px.width <= expect_w && px.height <= expect_h
+    } else {
+        (px.width, px.height) == (expect_w, expect_h)
+    };
+    if !fits || px.width == 0 || px.height == 0 {
+        return Err(ImgError::corrupt(format!(
+            "decoded {}x{} pixels for a {}x{} image",
+            px.width, px.height, expect_w, expect_h
+        )));
+    }
+    let row = limits::buffer_len(px.width, 1, px.channels)?;
+    let want = limits::buffer_len(px.width, px.height, px.channels)?;
+    let rows = usize::try_from(px.height).unwrap_or(usize::MAX);
+    let needed = px
+        .stride
+        .checked_mul(rows - 1)
+        .and_then(|n| n.checked_add(row));
+    if px.stride < row || needed.is_none_or(|n| px.data.len() < n) {
+        return Err(ImgError::InvalidArgument(format!(
+            "{} bytes of decoded pixels for {}x{}x{} with rows of {} bytes",
+            px.data.len(),
+            px.width,
+            px.height,
+            px.channels,
+            px.stride
+        )));
+    }
+    let pixels = if px.stride == row && px.data.len() == want {
+        px.data
+    } else {
+        let mut packed = Vec::with_capacity(want);
+        for r in px.data.chunks(px.stride).take(rows) {
+            packed.extend_from_slice(&r[..row]);
+        }
+        packed
+    };
+    let icc = info
+        .icc
+        .or_else(|| info.nclx.and_then(crate::cicp::profile));
+    let mut seen = header.clone();
+    if px.oriented {
+        seen.width = px.width;
+        seen.height = px.height;
+        seen.orientation = 1;
+    }
+    seen.has_alpha = px.channels == 4;
+    Ok((
+        seen,
+        Decoded {
+            width: px.width,
+            height: px.height,
+            layout,
+            data: pixels,
+            icc,
+        },
+    ))
 }
 
 fn jpeg(data: &[u8]) -> Result<Decoded> {

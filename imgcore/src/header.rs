@@ -3,6 +3,7 @@
 
 use crate::error::{ImgError, Result};
 use crate::exif;
+use crate::isobmff;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -11,6 +12,9 @@ pub enum Format {
     Gif,
     WebP,
     Tiff,
+    /// HEIC/HEIF (HEVC-coded items).
+    Heif,
+    Avif,
 }
 
 impl Format {
@@ -21,6 +25,8 @@ impl Format {
             Self::Gif => "gif",
             Self::WebP => "webp",
             Self::Tiff => "tiff",
+            Self::Heif => "heif",
+            Self::Avif => "avif",
         }
     }
 }
@@ -74,21 +80,13 @@ pub fn sniff(data: &[u8]) -> Result<Format> {
         [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Ok(Format::Gif),
         [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Ok(Format::WebP),
         [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Ok(Format::Tiff),
-        [_, _, _, _, b'f', b't', b'y', b'p', brand @ ..] => {
-            let brand = brand.get(..4).unwrap_or(&[]);
-            if brand.starts_with(b"avi") {
-                unsupported("AVIF")
-            } else if brand.starts_with(b"he")
-                || brand.starts_with(b"mif")
-                || brand.starts_with(b"ms")
-            {
-                unsupported("HEIC/HEIF")
-            } else {
-                unsupported("ISO media file")
-            }
-        }
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => match isobmff::brand(data) {
+            Some(true) => Ok(Format::Avif),
+            Some(false) => Ok(Format::Heif),
+            None => unsupported("ISO media file that is not a HEIF or AVIF image"),
+        },
         _ if looks_like_svg(data) => unsupported("SVG"),
-        _ => unsupported("not a JPEG, PNG, GIF, WebP or TIFF image"),
+        _ => unsupported("not a JPEG, PNG, GIF, WebP, TIFF, HEIF or AVIF image"),
     }
 }
 
@@ -107,6 +105,7 @@ pub fn parse(data: &[u8]) -> Result<Header> {
         Format::Gif => gif(data),
         Format::WebP => webp(data),
         Format::Tiff => tiff(data),
+        Format::Heif | Format::Avif => heif(data, format),
     }
     .ok_or_else(truncated)?;
     if header.width == 0 || header.height == 0 {
@@ -173,6 +172,19 @@ fn jpeg(d: &[u8]) -> Option<Header> {
         }
         at = at.checked_add(len)?;
     }
+}
+
+/// HEIF and AVIF: the primary item's coded size, with `irot`/`imir` as the orientation (any
+/// EXIF orientation inside is informational and never read).
+fn heif(d: &[u8], format: Format) -> Option<Header> {
+    let info = isobmff::parse(d)?;
+    Some(Header {
+        orientation: info.orientation,
+        has_alpha: info.has_alpha,
+        frame_count: info.frame_count,
+        has_icc: info.icc.is_some(),
+        ..Header::new(format, info.width, info.height)
+    })
 }
 
 fn png(d: &[u8]) -> Option<Header> {

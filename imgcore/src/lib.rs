@@ -1,6 +1,7 @@
 //! imgpipe's image core. Pure Rust modules below; `python` holds the PyO3 bindings.
 
 mod alloc;
+pub mod cicp;
 pub mod color;
 pub mod decode;
 pub mod encode;
@@ -10,6 +11,7 @@ pub mod exif;
 mod guard_pages;
 pub mod header;
 pub mod image;
+pub mod isobmff;
 pub mod limits;
 pub mod orient;
 mod palette;

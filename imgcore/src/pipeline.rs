@@ -26,6 +26,8 @@ pub struct Options {
     pub palette: bool,
     /// Where cover crops are centred (the image's focal point), in display fractions.
     pub focus: Focus,
+    /// Also return every rendition's pixels, for encoders outside the core (AVIF).
+    pub keep_pixels: bool,
 }
 
 /// Seconds per stage, summed over threads.
@@ -83,6 +85,8 @@ pub struct Processed {
     pub outputs: Vec<Output>,
     pub palette: Option<PaletteResult>,
     pub timings: Timings,
+    /// The renditions' pixels, when `Options::keep_pixels` asked for them.
+    pub rendered: Vec<Rendered>,
 }
 
 /// Header facts, refusing images above `max_pixels` before any pixel exists.
@@ -92,12 +96,24 @@ pub fn probe(data: &[u8], max_pixels: u64) -> Result<Header> {
     Ok(h)
 }
 
-/// Decoded sRGB pixels in stored orientation.
-fn load(data: &[u8], max_pixels: u64, threads: usize, t: &mut Timings) -> Result<(Header, Pixels)> {
+/// Decoded sRGB pixels in stored orientation; `external` are pixels decoded outside the
+/// core from `data` (HEIF, AVIF).
+fn load(
+    data: &[u8],
+    external: Option<decode::External>,
+    max_pixels: u64,
+    threads: usize,
+    t: &mut Timings,
+) -> Result<(Header, Pixels)> {
     let (header, decoded) = timed(&mut t.decode, || -> Result<_> {
         let h = probe(data, max_pixels)?;
-        let d = decode::decode(data, &h, max_pixels)?;
-        Ok((h, d))
+        match external {
+            None => {
+                let d = decode::decode(data, &h, max_pixels)?;
+                Ok((h, d))
+            }
+            Some(px) => decode::external(data, &h, px, max_pixels),
+        }
     })?;
     let pixels = timed(&mut t.icc, || color::to_srgb(decoded, threads))?;
     Ok((header, pixels))
@@ -201,17 +217,26 @@ fn render(
 }
 
 /// The resized pixels of every rendition before encoding, in display orientation.
-pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
+pub fn render_raw(
+    data: &[u8],
+    external: Option<decode::External>,
+    specs: &[Spec],
+    max_pixels: u64,
+) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
-    let (header, src) = load(data, max_pixels, 1, &mut t)?;
+    let (header, src) = load(data, external, max_pixels, 1, &mut t)?;
     render(&header, src, specs, Focus::CENTRE, &mut t)
 }
 
 /// The thumbnail the palette is computed from (`thumbnail` says how it is made), in display
 /// orientation.
-pub fn palette_thumbnail(data: &[u8], max_pixels: u64) -> Result<Pixels> {
+pub fn palette_thumbnail(
+    data: &[u8],
+    external: Option<decode::External>,
+    max_pixels: u64,
+) -> Result<Pixels> {
     let mut t = Timings::default();
-    let (header, src) = load(data, max_pixels, 1, &mut t)?;
+    let (header, src) = load(data, external, max_pixels, 1, &mut t)?;
     thumbnail::palette_thumbnail(&src, header.orientation)
 }
 
@@ -233,9 +258,19 @@ fn encode_job(job: Job<'_>, opts: &Options) -> Done {
 }
 
 pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed> {
+    process_decoded(data, None, specs, opts)
+}
+
+/// `process` on pixels decoded outside the core (`external`), or on `data` itself.
+pub fn process_decoded(
+    data: &[u8],
+    external: Option<decode::External>,
+    specs: &[Spec],
+    opts: &Options,
+) -> Result<Processed> {
     let mut t = Timings::default();
     let threads = opts.threads.clamp(1, 64);
-    let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
+    let (header, src) = load(data, external, opts.max_pixels, threads, &mut t)?;
     // From the source, before any rendition exists: the palette depends on the image alone.
     let thumb = if opts.palette {
         let orientation = header.orientation;
@@ -298,11 +333,17 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
             data: res?,
         });
     }
+    drop(jobs);
     Ok(Processed {
         header,
         outputs,
         palette,
         timings: t,
+        rendered: if opts.keep_pixels {
+            renders
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -320,6 +361,7 @@ mod tests {
             threads: 1,
             palette: true,
             focus: Focus::CENTRE,
+            keep_pixels: false,
         }
     }
 
@@ -378,7 +420,7 @@ mod tests {
             formats: Vec::new(),
             ..options()
         };
-        let alone = palette_of(&palette_thumbnail(&jpg, 1 << 24).unwrap());
+        let alone = palette_of(&palette_thumbnail(&jpg, None, 1 << 24).unwrap());
         for specs in sets {
             let palette = process(&jpg, &specs, &opts).unwrap().palette;
             assert_eq!(palette.as_ref(), Some(&alone), "{specs:?}");

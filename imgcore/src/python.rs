@@ -1,10 +1,12 @@
 //! PyO3 bindings: arguments are parsed and validated first, the work runs with the GIL
 //! released (`without_gil`), and results become Python objects after it is re-acquired.
 
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::decode::External;
 use crate::encode::OutFormat;
 use crate::error::{self, ImgError};
 use crate::header::Header;
@@ -168,6 +170,8 @@ pub struct Processed {
     #[pyo3(get)]
     palette: Option<Py<Palette>>,
     timings: Vec<(&'static str, f64)>,
+    #[pyo3(get)]
+    rendered: Vec<Py<RawRendition>>,
 }
 
 #[pymethods]
@@ -180,6 +184,25 @@ impl Processed {
         }
         Ok(d)
     }
+}
+
+/// Pixels decoded outside the core: (buffer, width, height, channels, stride, oriented).
+type DecodedArg = (PyBuffer<u8>, u32, u32, usize, usize, bool);
+
+/// Copies the caller's buffer while the GIL is held: its owner may free it once we return.
+fn external(py: Python<'_>, decoded: Option<DecodedArg>) -> PyResult<Option<External>> {
+    decoded
+        .map(|(buf, width, height, channels, stride, oriented)| {
+            Ok(External {
+                width,
+                height,
+                channels,
+                stride,
+                data: buf.to_vec(py)?,
+                oriented,
+            })
+        })
+        .transpose()
 }
 
 fn to_specs(renditions: Vec<(u32, Option<u32>, bool)>) -> Vec<Spec> {
@@ -203,7 +226,8 @@ fn probe(py: Python<'_>, data: &[u8], max_pixels: u64) -> PyResult<ImageInfo> {
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
 #[pyo3(signature = (data, renditions, *, palette = true, max_pixels = 100_000_000, jpeg_quality = 82,
-    webp_quality = 80.0, webp_method = 4, formats = None, threads = 1, focus = None))]
+    webp_quality = 80.0, webp_method = 4, formats = None, threads = 1, focus = None,
+    decoded = None, keep_pixels = false))]
 fn process(
     py: Python<'_>,
     data: &[u8],
@@ -216,6 +240,8 @@ fn process(
     formats: Option<Vec<String>>,
     threads: usize,
     focus: Option<(f64, f64)>,
+    decoded: Option<DecodedArg>,
+    keep_pixels: bool,
 ) -> PyResult<Processed> {
     if !(1..=100).contains(&jpeg_quality) {
         return Err(PyValueError::new_err("jpeg_quality must be in 1..=100"));
@@ -249,9 +275,26 @@ fn process(
         threads,
         palette,
         focus,
+        keep_pixels,
     };
     let specs = to_specs(renditions);
-    let done = without_gil(py, || pipeline::process(data, &specs, &opts))?;
+    let external = decoded
+        .map(
+            |(buf, width, height, channels, stride, oriented)| -> PyResult<_> {
+                Ok(External {
+                    width,
+                    height,
+                    channels,
+                    stride,
+                    data: buf.to_vec(py)?,
+                    oriented,
+                })
+            },
+        )
+        .transpose()?;
+    let done = without_gil(py, || {
+        pipeline::process_decoded(data, external, &specs, &opts)
+    })?;
     let outputs = done
         .outputs
         .into_iter()
@@ -277,19 +320,28 @@ fn process(
             .map(|p| Py::new(py, Palette::from(p)))
             .transpose()?,
         timings: done.timings.entries().to_vec(),
+        rendered: done
+            .rendered
+            .into_iter()
+            .map(|r| Py::new(py, raw(r.name, r.pixels, py)))
+            .collect::<PyResult<Vec<_>>>()?,
     })
 }
 
 #[pyfunction]
-#[pyo3(signature = (data, renditions, *, max_pixels = 100_000_000))]
+#[pyo3(signature = (data, renditions, *, max_pixels = 100_000_000, decoded = None))]
 fn render_raw(
     py: Python<'_>,
     data: &[u8],
     renditions: Vec<(u32, Option<u32>, bool)>,
     max_pixels: u64,
+    decoded: Option<DecodedArg>,
 ) -> PyResult<Vec<RawRendition>> {
     let specs = to_specs(renditions);
-    let done = without_gil(py, || pipeline::render_raw(data, &specs, max_pixels))?;
+    let external = external(py, decoded)?;
+    let done = without_gil(py, || {
+        pipeline::render_raw(data, external, &specs, max_pixels)
+    })?;
     Ok(done
         .into_iter()
         .map(|r| raw(r.name, r.pixels, py))
@@ -308,9 +360,17 @@ fn raw(name: String, pixels: crate::image::Pixels, py: Python<'_>) -> RawRenditi
 
 /// The thumbnail `process` computes the palette from.
 #[pyfunction]
-#[pyo3(signature = (data, *, max_pixels = 100_000_000))]
-fn palette_thumbnail(py: Python<'_>, data: &[u8], max_pixels: u64) -> PyResult<RawRendition> {
-    let thumb = without_gil(py, || pipeline::palette_thumbnail(data, max_pixels))?;
+#[pyo3(signature = (data, *, max_pixels = 100_000_000, decoded = None))]
+fn palette_thumbnail(
+    py: Python<'_>,
+    data: &[u8],
+    max_pixels: u64,
+    decoded: Option<DecodedArg>,
+) -> PyResult<RawRendition> {
+    let external = external(py, decoded)?;
+    let thumb = without_gil(py, || {
+        pipeline::palette_thumbnail(data, external, max_pixels)
+    })?;
     Ok(raw("palette".to_owned(), thumb, py))
 }
 

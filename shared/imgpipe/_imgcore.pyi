@@ -101,6 +101,8 @@ class Processed:
     def palette(self) -> Palette | None: ...
     @property
     def timings(self) -> dict[str, float]: ...  # seconds per stage, summed over threads
+    @property
+    def rendered(self) -> list[RawRendition]: ...  # with keep_pixels=True, else []
 
 # A rendition spec: (width, height or None, cover). (640, None, False) = width 640;
 # (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box, crop centred.
@@ -119,12 +121,25 @@ def process(
     formats: list[str] | None = None,  # None: ["jpeg", "webp"]
     threads: int = 1,
     focus: tuple[float, float] | None = None,  # cover crops around it (display fractions)
+    # Pixels decoded outside the core (HEIF, AVIF) from `data`: (buffer, width, height,
+    # channels 3|4, stride in bytes, oriented: the container's irot/imir already applied).
+    decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
+    keep_pixels: bool = False,  # also return each rendition's pixels in `rendered`
 ) -> Processed: ...
 def render_raw(
-    data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000
+    data: bytes,
+    renditions: list[_RenditionSpec],
+    *,
+    max_pixels: int = 100_000_000,
+    decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
 ) -> list[RawRendition]: ...
 def palette_from_pixels(pixels: bytes, width: int, height: int, channels: int) -> Palette: ...
 
 # The thumbnail `process` computes the palette from: the oriented sRGB image box-averaged,
 # then Lanczos3 to fit 128x128; name "palette".
-def palette_thumbnail(data: bytes, *, max_pixels: int = 100_000_000) -> RawRendition: ...
+def palette_thumbnail(
+    data: bytes,
+    *,
+    max_pixels: int = 100_000_000,
+    decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
+) -> RawRendition: ...

@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--report", metavar="FILE", help="write a JSON report")
-    p.add_argument("--workers", type=int, default=None, help="default: 2 x cores")
+    p.add_argument(
+        "--workers", type=int, default=None, help="images at once (default: one per core)"
+    )
     p.set_defaults(func=cmd_process)
 
     p = sub.add_parser("serve", help="every endpoint on one port, with the local queue")

@@ -6,11 +6,12 @@ Semantics follow /work/shared/cloud-tasks.md (Cloud Tasks v2 RetryConfig / RateL
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+
+from imgpipe.cpu import available_cores
 
 # Cloud Tasks limits (queue.proto, quotas page).
 MAX_DISPATCHES_PER_SECOND = 500.0
@@ -187,9 +188,10 @@ def should_retry(
 def default_queue_configs(
     local: bool, max_attempts: int = DEFAULT_MAX_ATTEMPTS, names: Sequence[str] = DEFAULT_QUEUES
 ) -> list[QueueConfig]:
-    """imgpipe's queues. Locally concurrency is 2 x cores: the worker runs in-process or on
-    this machine, so more would only thrash."""
-    concurrency = 2 * (os.cpu_count() or 1) if local else DEFAULT_GCP_CONCURRENCY
+    """imgpipe's queues. Locally concurrency is one image per core: rendering is CPU-bound and
+    each image also spreads its encodes over the cores (`Settings.render_threads`), so more
+    images in flight would only thrash caches and memory."""
+    concurrency = available_cores() if local else DEFAULT_GCP_CONCURRENCY
     rate = RateLimits(DEFAULT_RATE, DEFAULT_BURST, concurrency)
     retry = RetryConfig(
         max_attempts=max_attempts,

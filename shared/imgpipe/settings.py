@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from imgpipe.cpu import available_cores
 from imgpipe.errors import ConfigError
 from imgpipe.renditions import RenditionSpec, parse_specs
 
@@ -21,6 +22,10 @@ JPEG_QUALITY = 82
 WEBP_QUALITY = 80
 WEBP_METHOD = 4
 OUTPUT_FORMATS = ("jpeg", "webp")
+KNOWN_FORMATS = ("jpeg", "webp", "avif")
+AVIF_QUALITY = 60  # libavif's 0..100 scale
+AVIF_SPEED = 6  # libavif's 0 (slowest, smallest) .. 10
+CROPS = ("attention", "centre")
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 
@@ -50,6 +55,13 @@ class Settings:
     renditions: tuple[RenditionSpec, ...] = field(
         default_factory=lambda: parse_specs(DEFAULT_RENDITIONS)
     )
+    formats: tuple[str, ...] = OUTPUT_FORMATS
+    avif_quality: int = AVIF_QUALITY
+    avif_speed: int = AVIF_SPEED
+    crop: str = "attention"  # cover crops without a focal point: attention | centre
+    # Threads one image's encodes may use. All cores: when fewer images than cores are left,
+    # the last ones still use every core; while all are busy the extra threads just wait.
+    render_threads: int = field(default_factory=available_cores)
     max_pixels: int = 100_000_000
     max_upload_bytes: int = 30 * 1024 * 1024
     # Objects in the uploads bucket and local files skip the request cap (that is what signed
@@ -91,6 +103,15 @@ class Settings:
             renditions=reader.get(
                 "IMGPIPE_RENDITIONS", parse_specs(DEFAULT_RENDITIONS), parse_specs
             ),
+            formats=reader.get("IMGPIPE_FORMATS", OUTPUT_FORMATS, _formats),
+            avif_quality=reader.get("IMGPIPE_AVIF_QUALITY", AVIF_QUALITY, _int_range(0, 100)),
+            avif_speed=reader.get("IMGPIPE_AVIF_SPEED", AVIF_SPEED, _int_range(0, 10)),
+            crop=reader.get("IMGPIPE_CROP", "attention", _choice(*CROPS, "center")).replace(
+                "center", "centre"
+            ),
+            render_threads=reader.get(
+                "IMGPIPE_RENDER_THREADS", min(available_cores(), 16), _int_range(1, 64)
+            ),
             max_pixels=reader.get("IMGPIPE_MAX_PIXELS", 100_000_000, _int_range(1, 2**40)),
             max_upload_bytes=reader.get(
                 "IMGPIPE_MAX_UPLOAD_BYTES", 30 * 1024 * 1024, _int_range(1, 2**40)
@@ -118,13 +139,16 @@ class Settings:
     def fingerprint(self) -> str:
         """Identifies everything that changes the outputs; stored with each image so that
         `reprocess` can find images rendered under another configuration."""
-        config = {
+        config: dict[str, object] = {
             "renditions": [spec.text for spec in self.renditions],
-            "formats": OUTPUT_FORMATS,
+            "formats": list(self.formats),
             "jpeg": JPEG_QUALITY,
             "webp": [WEBP_QUALITY, WEBP_METHOD],
             "palette": 1,
+            "crop": self.crop,
         }
+        if "avif" in self.formats:
+            config["avif"] = [self.avif_quality, self.avif_speed]
         blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -164,6 +188,14 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = [n for n in names if n not in KNOWN_FORMATS]
+    if unknown or not names:
+        raise ValueError(f"expected a comma-separated list of {', '.join(KNOWN_FORMATS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def _firestore_database(raw: str) -> str:

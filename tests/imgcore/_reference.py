@@ -7,6 +7,7 @@ from the PRODUCT.md rules, or with Pillow), so a test never checks the extension
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -15,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, ImageOps
+
+# Pillow reads HEIC through pillow-heif (libheif, an independent build from pi-heif's); AVIF
+# natively (libavif + dav1d).
+pillow_heif.register_heif_opener(thumbnails=False)
 
 # The corpus holds a legal 99.6 MP JPEG; Pillow's bomb guard (89 MP warning, 179 MP error) must
 # not get in the way of the reference side.
@@ -107,7 +113,18 @@ def manifest() -> list[Entry]:
             )
     if not rows:
         raise RuntimeError("MANIFEST.tsv is empty")
-    return rows
+    return [promoted(e) for e in rows]
+
+
+# HEIF and AVIF are decoded now (issue 13): the manifest's "stretch" files of these formats are
+# held to the same bar as every "ok" file.
+PROMOTED_FORMATS = ("HEIF", "AVIF")
+
+
+def promoted(e: Entry) -> Entry:
+    if e.expect == "stretch" and e.format in PROMOTED_FORMATS:
+        return dataclasses.replace(e, expect="ok", codes=())
+    return e
 
 
 def entries(expect: str) -> list[Entry]:

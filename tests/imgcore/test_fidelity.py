@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 
+import _core as core
 import numpy as np
 import pytest
 from _reference import (
@@ -32,8 +33,6 @@ from _reference import (
     source_has_alpha,
 )
 from PIL import Image
-
-from imgpipe import _imgcore
 
 MIN_PSNR = 35.0
 JPEG_MARGIN = 2.0
@@ -69,7 +68,7 @@ def render(e: Entry, spec: tuple[int, int | None, bool]) -> tuple[np.ndarray, np
     """imgcore raw pixels, and the Pillow reference at the same size (size checked first).
 
     Where the crop offset is ambiguous by half a pixel, the closest whole-pixel candidate."""
-    (raw,) = _imgcore.render_raw(e.data(), [spec])
+    (raw,) = core.render_raw(e.data(), [spec])
     dw, dh = e.display_size
     g = expected_geometry(spec, dw, dh)
     assert raw.name == g.name
@@ -103,7 +102,7 @@ CHAINED_FILES = [e for e in entries("ok") if e.file != CMYK and e.file not in SP
 
 @pytest.mark.parametrize("e", CHAINED_FILES, ids=lambda e: e.file)
 def test_chained_renditions_psnr_vs_pillow(e: Entry) -> None:
-    raws = {r.name: r for r in _imgcore.render_raw(e.data(), CHAINED)}
+    raws = {r.name: r for r in core.render_raw(e.data(), CHAINED)}
     dw, dh = e.display_size
     geometries = {g.name: g for g in (expected_geometry(spec, dw, dh) for spec in CHAINED)}
     assert set(raws) == set(geometries)
@@ -119,7 +118,7 @@ def test_chained_renditions_psnr_vs_pillow(e: Entry) -> None:
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_jpeg_close_to_pillow_q82(case: tuple[Entry, tuple[int, int | None, bool]]) -> None:
     e, spec = case
-    res = _imgcore.process(e.data(), [spec], formats=["jpeg"], palette=False)
+    res = core.process(e.data(), [spec], formats=["jpeg"], palette=False)
     (out,) = res.outputs
     g = expected_geometry(spec, *e.display_size)
     refs = reference_candidates(reference(e.file), g, out.width, out.height)

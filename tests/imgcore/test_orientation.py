@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
+import _core as core
 import pytest
 from _reference import (
     entries,
@@ -39,7 +40,7 @@ def check_against_pillow(data: bytes, display: tuple[int, int], *, full_size: bo
     ref_full = open_reference(data)
     assert ref_full.size == display  # the premise, from Pillow
     specs = [SPEC, WITH_FULL_SIZE] if full_size else [SPEC]
-    raw = _imgcore.render_raw(data, specs)[0]
+    raw = core.render_raw(data, specs)[0]
     g = expected_geometry(SPEC, *display)
     assert (raw.name, raw.width) == (g.name, 640)
     assert abs(raw.height - g.exact_h) <= 0.5
@@ -84,7 +85,7 @@ def test_orientations_show_the_same_picture() -> None:
     """
     base = None
     for n in (1, 3, 5, 6, 8):
-        (raw,) = _imgcore.render_raw(entry(f"Landscape_{n}.jpg").data(), [SPEC])
+        (raw,) = core.render_raw(entry(f"Landscape_{n}.jpg").data(), [SPEC])
         arr = raw_to_array(raw.pixels, raw.width, raw.height, raw.channels)
         if base is None:
             base = arr
@@ -114,6 +115,6 @@ def test_palette_without_full_frame_rendition_sees_the_display_orientation(
     orientation: int, specs: list[tuple[int, int, bool]]
 ) -> None:
     """With only cover crops, the palette's thumbnail comes from the source: oriented once."""
-    res = _imgcore.process(oriented_variant(orientation), specs, formats=["jpeg"])
+    res = core.process(oriented_variant(orientation), specs, formats=["jpeg"])
     assert res.palette is not None
     assert thumbhash_is_landscape(res.palette.thumbhash) == (orientation < 5)

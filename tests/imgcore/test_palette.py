@@ -6,6 +6,7 @@ import base64
 import io
 import re
 
+import _core as core
 import material_color_utilities as mcu
 import numpy as np
 import pytest
@@ -129,7 +130,7 @@ def test_grey_image_gives_google_blue() -> None:
     # and through process(), from an encoded file
     buf = io.BytesIO()
     Image.new("L", (300, 200), 90).save(buf, "PNG")
-    res = _imgcore.process(buf.getvalue(), [(320, None, False)])
+    res = core.process(buf.getvalue(), [(320, None, False)])
     assert res.palette is not None
     assert res.palette.seed.lower() == GOOGLE_BLUE
 
@@ -197,7 +198,7 @@ def test_images_without_opaque_pixels_at_thumbnail_size_have_colours(name: str) 
 
 @pytest.mark.parametrize("e", entries("ok"), ids=lambda e: e.file)
 def test_process_palette_well_formed(e) -> None:  # type: ignore[no-untyped-def]
-    res = _imgcore.process(e.data(), [(320, None, False)], formats=["webp"])
+    res = core.process(e.data(), [(320, None, False)], formats=["webp"])
     assert res.palette is not None
     ref = open_reference(e.data())
     small = ref.copy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import _core as core
 import material_color_utilities as mcu
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def palette_key(p: _imgcore.Palette) -> tuple[object, ...]:
 
 @functools.lru_cache(maxsize=1)
 def thumbnail(name: str) -> _imgcore.RawRendition:
-    return _imgcore.palette_thumbnail(next(e for e in PHOTOS if e.file == name).data())
+    return core.palette_thumbnail(next(e for e in PHOTOS if e.file == name).data())
 
 
 def argb(t: _imgcore.RawRendition) -> np.ndarray:
@@ -66,7 +67,7 @@ def test_palette_is_the_same_for_every_rendition_set(e: Entry) -> None:
     data = e.data()
     palettes = {}
     for value, specs in RENDITION_SETS.items():
-        res = _imgcore.process(data, specs, formats=[])
+        res = core.process(data, specs, formats=[])
         assert res.palette is not None
         palettes[value] = palette_key(res.palette)
     first = palettes["320,640,1280,1920,3840"]
@@ -80,7 +81,7 @@ def test_seed_candidates_equal_material_color_utilities_on_the_thumbnail(e: Entr
     # QuantizeCelebi(pixels, 128), then Score with upstream's defaults (desired = 4): the
     # candidates in Score's order, Google Blue alone when nothing qualifies.
     want = [c.lower() for c in mcu.prominent_colors_from_array(argb(t), 128)]
-    res = _imgcore.process(e.data(), [(320, None, False)], formats=[])
+    res = core.process(e.data(), [(320, None, False)], formats=[])
     assert res.palette is not None
     assert res.palette.seed_candidates == want
     assert res.palette.seed == want[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 
+import _core as core
 import numpy as np
 import pytest
 from _reference import (
@@ -29,7 +30,7 @@ OK = entries("ok")
 
 @functools.lru_cache(maxsize=4)
 def processed(name: str) -> _imgcore.Processed:
-    return _imgcore.process(entry(name).data(), ALL_SPECS)
+    return core.process(entry(name).data(), ALL_SPECS)
 
 
 def decode(data: bytes) -> Image.Image:
@@ -95,7 +96,7 @@ def test_palette_present_by_default(e: Entry) -> None:
 
 def test_jpeg_flattens_alpha_on_white() -> None:
     e = entry("png_rgba_blackbug.png")
-    res = _imgcore.process(e.data(), [(320, None, False)], formats=["jpeg"], palette=False)
+    res = core.process(e.data(), [(320, None, False)], formats=["jpeg"], palette=False)
     (out,) = res.outputs
     g = expected_geometry((320, None, False), *e.display_size)
     ref = reference_rendition(open_reference(e.data()), g, out.width, out.height)
@@ -123,7 +124,7 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 @pytest.mark.parametrize("e", [e for e in OK if source_has_alpha(e)], ids=lambda e: e.file)
 def test_webp_keeps_alpha(e: Entry) -> None:
-    res = _imgcore.process(e.data(), [(640, None, False)], formats=["webp"], palette=False)
+    res = core.process(e.data(), [(640, None, False)], formats=["webp"], palette=False)
     (out,) = res.outputs
     g = expected_geometry((640, None, False), *e.display_size)
     ref = reference_rendition(open_reference(e.data()), g, out.width, out.height)
@@ -139,7 +140,7 @@ def test_webp_keeps_alpha(e: Entry) -> None:
 def test_formats_argument_selects_encoders() -> None:
     data = entry("progressive_tablets.jpg").data()
     for formats in (["jpeg"], ["webp"], ["jpeg", "webp"]):
-        res = _imgcore.process(data, DEFAULT_RENDITIONS, formats=formats, palette=False)
+        res = core.process(data, DEFAULT_RENDITIONS, formats=formats, palette=False)
         assert sorted({o.format for o in res.outputs}) == sorted(formats)
         assert res.palette is None
         assert {o.name for o in res.outputs} == {"w320", "w640", "w650"}

@@ -115,3 +115,42 @@ def test_queue_admin_commands(tmp_path: Path) -> None:
     assert described["state"] == "PAUSED"
     bad = imgpipe("queue", "describe", "nope", data_dir=tmp_path)
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_process_heic_and_avif_into_jpeg_webp_and_avif(tmp_path: Path) -> None:
+    """Phone formats in, AVIF out (issue 13), through the CLI as users run it."""
+    out = tmp_path / "out"
+    photos = [corpus_dir() / "heic_iphone12pro_car.heic", corpus_dir() / "avif_gradient.avif"]
+    result = imgpipe(
+        "process",
+        *map(str, photos),
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "r.json"),
+        data_dir=tmp_path / "data",
+        IMGPIPE_FORMATS="jpeg,webp,avif",
+        IMGPIPE_RENDITIONS="320,640,200x200:cover",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Svt[" not in result.stderr + result.stdout  # the encoder's chatter is silenced
+    report = json.loads((tmp_path / "r.json").read_text())
+    by_name = {Path(r["path"]).name: r for r in report["results"]}
+    assert {r["status"] for r in by_name.values()} == {"done"}
+    heic = json.loads((out / by_name[photos[0].name]["image_id"] / "metadata.json").read_text())
+    # Portrait: the iPhone's irot is applied once (the EXIF orientation is not applied on top).
+    assert (heic["source"]["width"], heic["source"]["height"]) == (3024, 4032)
+    for meta, image_id in ((heic, by_name[photos[0].name]["image_id"]),):
+        formats: dict[str, set[str]] = {}
+        for rendition in meta["renditions"]:
+            formats.setdefault(rendition["name"], set()).add(rendition["format"])
+            with Image.open(out / image_id / rendition["file"]) as img:
+                assert (
+                    img.format
+                    == {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}[rendition["format"]]
+                )
+                assert img.size == (rendition["width"], rendition["height"])
+        assert formats == {n: {"jpeg", "webp", "avif"} for n in ("w320", "w640", "200x200-cover")}
+        assert "w320" in meta["srcset"]["avif"] and "320w" in meta["srcset"]["avif"]
+    w320 = next(r for r in heic["renditions"] if r["name"] == "w320")
+    assert (w320["width"], w320["height"]) == (320, 427)

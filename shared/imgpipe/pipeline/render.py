@@ -178,7 +178,14 @@ def _render(
         raise Conflict(f"image {record.image_id} changed state under this task")
     attempt.started = started
     data = _read_source(svc, started)
-    processed = imaging.process(data, svc.settings.renditions, svc.limits, focus=started.focus)
+    processed = imaging.process(
+        data,
+        svc.settings.renditions,
+        svc.limits,
+        threads=svc.settings.render_threads,
+        focus=started.focus,
+        encoding=imaging.Encoding.from_settings(svc.settings),
+    )
     metadata, replaced = outputs.write(svc, started, processed)
     superseded = sorted(set(started.superseded or []) | set(replaced))
     keep = svc.immutable_outputs and bool(superseded)
