@@ -7,13 +7,35 @@ use std::time::Instant;
 
 use fast_image_resize::Resizer;
 
+use crate::attention::{self, Saliency};
 use crate::encode::{self, OutFormat};
 use crate::error::{ImgError, Result};
 use crate::header::{self, Header};
 use crate::image::{area, Pixels};
 use crate::palette::{self, PaletteResult};
-use crate::rendition::{self, Focus, Spec};
+use crate::rendition::{self, Crop, Focus, Spec};
 use crate::{color, decode, limits, orient, resize, thumbnail};
+
+/// How cover crops are placed when the image has no focal point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CropMode {
+    /// Around the region of highest saliency (`attention`).
+    Attention,
+    /// In the centre.
+    Centre,
+}
+
+impl CropMode {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "attention" => Ok(Self::Attention),
+            "centre" => Ok(Self::Centre),
+            other => Err(ImgError::InvalidArgument(format!(
+                "crop must be \"attention\" or \"centre\", got {other:?}"
+            ))),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -24,8 +46,10 @@ pub struct Options {
     pub formats: Vec<OutFormat>,
     pub threads: usize,
     pub palette: bool,
-    /// Where cover crops are centred (the image's focal point), in display fractions.
-    pub focus: Focus,
+    /// The image's focal point, in display fractions: cover crops are centred on it when
+    /// given, else placed as `crop` says.
+    pub focus: Option<Focus>,
+    pub crop: CropMode,
 }
 
 /// Seconds per stage, summed over threads.
@@ -38,10 +62,11 @@ pub struct Timings {
     pub jpeg: f64,
     pub webp: f64,
     pub palette: f64,
+    pub attention: f64,
 }
 
 impl Timings {
-    pub fn entries(&self) -> [(&'static str, f64); 7] {
+    pub fn entries(&self) -> [(&'static str, f64); 8] {
         [
             ("decode", self.decode),
             ("orient", self.orient),
@@ -50,6 +75,7 @@ impl Timings {
             ("jpeg", self.jpeg),
             ("webp", self.webp),
             ("palette", self.palette),
+            ("attention", self.attention),
         ]
     }
 }
@@ -115,11 +141,11 @@ fn render(
     header: &Header,
     src: Pixels,
     specs: &[Spec],
-    focus: Focus,
+    focus_for: &mut rendition::FocusFor<'_>,
     t: &mut Timings,
 ) -> Result<Vec<Rendered>> {
     let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
-    let plans = rendition::plan_around(specs, dw, dh, focus)?;
+    let plans = rendition::plan_with(specs, dw, dh, focus_for)?;
     // Orienting copies every pixel it moves. When the renditions hold more pixels than the
     // source (a 2 MP photo: its full-size rendition plus 1280, 640, 320), orienting the
     // source once costs less than orienting each rendition; otherwise renditions are resized
@@ -204,7 +230,58 @@ fn render(
 pub fn render_raw(data: &[u8], specs: &[Spec], max_pixels: u64) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
     let (header, src) = load(data, max_pixels, 1, &mut t)?;
-    render(&header, src, specs, Focus::CENTRE, &mut t)
+    render(&header, src, specs, &mut |_, _| Focus::CENTRE, &mut t)
+}
+
+/// Places cover crops around the saliency's maximum for each window, computed once per
+/// distinct window shape (the blur depends on the window's size relative to the image).
+struct AttentionFocus<'a> {
+    saliency: &'a Saliency,
+    width: f64,
+    height: f64,
+    seen: Vec<((u64, u64), Focus)>,
+    seconds: f64,
+}
+
+impl<'a> AttentionFocus<'a> {
+    fn new(saliency: &'a Saliency, width: u32, height: u32) -> Self {
+        Self {
+            saliency,
+            width: f64::from(width),
+            height: f64::from(height),
+            seen: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    fn focus(&mut self, window_w: f64, window_h: f64) -> Focus {
+        let (fw, fh) = (window_w / self.width, window_h / self.height);
+        let key = (fw.to_bits(), fh.to_bits());
+        if let Some(&(_, f)) = self.seen.iter().find(|(k, _)| *k == key) {
+            return f;
+        }
+        let f = timed(&mut self.seconds, || self.saliency.focus(fw, fh));
+        self.seen.push((key, f));
+        f
+    }
+}
+
+/// The window the `width` x `height` cover rendition of the image would crop (display
+/// pixels), placed by attention.
+pub fn attention_window(data: &[u8], width: u32, height: u32, max_pixels: u64) -> Result<Crop> {
+    let mut t = Timings::default();
+    let (header, src) = load(data, max_pixels, 1, &mut t)?;
+    let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
+    let thumb = thumbnail::palette_thumbnail(&src, header.orientation)?;
+    let saliency = attention::saliency(&thumb)?;
+    let mut at = AttentionFocus::new(&saliency, dw, dh);
+    let spec = Spec {
+        width,
+        height: Some(height),
+        cover: true,
+    };
+    let plans = rendition::plan_with(&[spec], dw, dh, &mut |w, h| at.focus(w, h))?;
+    Ok(plans[0].crop)
 }
 
 /// The thumbnail the palette is computed from (`thumbnail` says how it is made), in display
@@ -236,17 +313,40 @@ pub fn process(data: &[u8], specs: &[Spec], opts: &Options) -> Result<Processed>
     let mut t = Timings::default();
     let threads = opts.threads.clamp(1, 64);
     let (header, src) = load(data, opts.max_pixels, threads, &mut t)?;
+    let wants_attention =
+        opts.focus.is_none() && opts.crop == CropMode::Attention && specs.iter().any(|s| s.cover);
     // From the source, before any rendition exists: the palette depends on the image alone.
-    let thumb = if opts.palette {
+    // Attention reads the same thumbnail.
+    let thumb = if opts.palette || wants_attention {
         let orientation = header.orientation;
-        let thumb = timed(&mut t.palette, || {
-            thumbnail::palette_thumbnail(&src, orientation)
-        })?;
+        let slot = if opts.palette {
+            &mut t.palette
+        } else {
+            &mut t.attention
+        };
+        let thumb = timed(slot, || thumbnail::palette_thumbnail(&src, orientation))?;
         Some(thumb)
     } else {
         None
     };
-    let renders = render(&header, src, specs, opts.focus, &mut t)?;
+    let saliency = match &thumb {
+        Some(thumb) if wants_attention => {
+            Some(timed(&mut t.attention, || attention::saliency(thumb))?)
+        }
+        _ => None,
+    };
+    let thumb = thumb.filter(|_| opts.palette);
+    let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
+    let renders = match (opts.focus, &saliency) {
+        (Some(focus), _) => render(&header, src, specs, &mut |_, _| focus, &mut t)?,
+        (None, Some(saliency)) => {
+            let mut at = AttentionFocus::new(saliency, dw, dh);
+            let renders = render(&header, src, specs, &mut |w, h| at.focus(w, h), &mut t)?;
+            t.attention += at.seconds;
+            renders
+        }
+        (None, None) => render(&header, src, specs, &mut |_, _| Focus::CENTRE, &mut t)?,
+    };
 
     let mut jobs: Vec<Job<'_>> = renders
         .iter()
@@ -319,7 +419,8 @@ mod tests {
             formats: vec![OutFormat::Jpeg],
             threads: 1,
             palette: true,
-            focus: Focus::CENTRE,
+            focus: None,
+            crop: CropMode::Attention,
         }
     }
 

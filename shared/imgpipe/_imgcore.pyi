@@ -14,6 +14,7 @@ __all__ = [
     "RawRendition",
     "UnsupportedFormat",
     "__version__",
+    "attention_window",
     "palette_from_pixels",
     "palette_thumbnail",
     "probe",
@@ -103,7 +104,9 @@ class Processed:
     def timings(self) -> dict[str, float]: ...  # seconds per stage, summed over threads
 
 # A rendition spec: (width, height or None, cover). (640, None, False) = width 640;
-# (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box, crop centred.
+# (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box and crop (around
+# `focus` when given, else as `crop` says: "attention", the region of highest saliency as
+# libvips' smartcrop finds it, or "centre").
 _RenditionSpec = tuple[int, int | None, bool]
 
 def probe(data: bytes, *, max_pixels: int = 100_000_000) -> ImageInfo: ...
@@ -119,6 +122,7 @@ def process(
     formats: list[str] | None = None,  # None: ["jpeg", "webp"]
     threads: int = 1,
     focus: tuple[float, float] | None = None,  # cover crops around it (display fractions)
+    crop: str = "attention",  # "attention" | "centre"; ignored when focus is given
 ) -> Processed: ...
 def render_raw(
     data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000
@@ -128,3 +132,9 @@ def palette_from_pixels(pixels: bytes, width: int, height: int, channels: int) -
 # The thumbnail `process` computes the palette from: the oriented sRGB image box-averaged,
 # then Lanczos3 to fit 128x128; name "palette".
 def palette_thumbnail(data: bytes, *, max_pixels: int = 100_000_000) -> RawRendition: ...
+
+# The window `process` crops for a `width` x `height` cover rendition placed by attention:
+# (left, top, width, height) in display pixels of the source.
+def attention_window(
+    data: bytes, width: int, height: int, *, max_pixels: int = 100_000_000
+) -> tuple[float, float, float, float]: ...
