@@ -445,6 +445,65 @@ mod tests {
         encode::jpeg(&px, 90).unwrap()
     }
 
+    /// A grey 600x300 PNG with a red, striped square centred at x = 480.
+    fn subject_right() -> Vec<u8> {
+        let (w, h) = (600u32, 300u32);
+        let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([110, 115, 125]));
+        for y in 110..190 {
+            for x in 440..520 {
+                let on = (x / 8) % 2 == 0;
+                img.put_pixel(
+                    x,
+                    y,
+                    image::Rgb(if on { [230, 30, 40] } else { [250, 240, 230] }),
+                );
+            }
+        }
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn covers_go_to_the_focus_else_the_subject_else_the_centre() {
+        let png = subject_right();
+        let window = attention_window(&png, 100, 100, 1 << 24).unwrap();
+        // A 300 px square window around x = 480, clamped at the right edge.
+        assert_eq!(
+            (window.left, window.width, window.height),
+            (300.0, 300.0, 300.0)
+        );
+        let specs = [spec(100, Some(100), true)];
+        let opts = Options {
+            palette: false,
+            ..options()
+        };
+        let bytes = |focus: Option<Focus>, crop: CropMode| {
+            let o = Options {
+                focus,
+                crop,
+                ..opts.clone()
+            };
+            process(&png, &specs, &o).unwrap().outputs.remove(0).data
+        };
+        let right = Some(Focus::new(1.0, 0.5).unwrap());
+        let centre = Some(Focus::CENTRE);
+        assert_eq!(
+            bytes(None, CropMode::Attention),
+            bytes(right, CropMode::Centre)
+        );
+        assert_eq!(
+            bytes(None, CropMode::Centre),
+            bytes(centre, CropMode::Attention)
+        );
+        assert_ne!(
+            bytes(None, CropMode::Attention),
+            bytes(None, CropMode::Centre)
+        );
+        assert!(CropMode::parse("entropy").is_err());
+    }
+
     #[test]
     fn a_full_width_cover_is_resampled_from_a_smaller_rendition() {
         // (320 / 525) * 525 > 320: the crop scaled onto w320 used to end past its edge, and

@@ -124,6 +124,8 @@ def process(
     focus: tuple[float, float] | None = None,  # cover crops around it (display fractions)
     crop: str = "attention",  # "attention" | "centre"; ignored when focus is given
 ) -> Processed: ...
+
+# The resized pixels before encoding; cover crops centred.
 def render_raw(
     data: bytes, renditions: list[_RenditionSpec], *, max_pixels: int = 100_000_000
 ) -> list[RawRendition]: ...
