@@ -1,6 +1,7 @@
 //! imgpipe's image core. Pure Rust modules below; `python` holds the PyO3 bindings.
 
 mod alloc;
+pub mod attention;
 pub mod cicp;
 pub mod color;
 pub mod decode;

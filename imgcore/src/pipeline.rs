@@ -7,13 +7,35 @@ use std::time::Instant;
 
 use fast_image_resize::Resizer;
 
+use crate::attention::{self, Saliency};
 use crate::encode::{self, OutFormat};
 use crate::error::{ImgError, Result};
 use crate::header::{self, Header};
 use crate::image::{area, Pixels};
 use crate::palette::{self, PaletteResult};
-use crate::rendition::{self, Focus, Spec};
+use crate::rendition::{self, Crop, Focus, Spec};
 use crate::{color, decode, limits, orient, resize, thumbnail};
+
+/// How cover crops are placed when the image has no focal point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CropMode {
+    /// Around the region of highest saliency (`attention`).
+    Attention,
+    /// In the centre.
+    Centre,
+}
+
+impl CropMode {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "attention" => Ok(Self::Attention),
+            "centre" => Ok(Self::Centre),
+            other => Err(ImgError::InvalidArgument(format!(
+                "crop must be \"attention\" or \"centre\", got {other:?}"
+            ))),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -24,8 +46,10 @@ pub struct Options {
     pub formats: Vec<OutFormat>,
     pub threads: usize,
     pub palette: bool,
-    /// Where cover crops are centred (the image's focal point), in display fractions.
-    pub focus: Focus,
+    /// The image's focal point, in display fractions: cover crops are centred on it when
+    /// given, else placed as `crop` says.
+    pub focus: Option<Focus>,
+    pub crop: CropMode,
     /// Also return every rendition's pixels, for encoders outside the core (AVIF).
     pub keep_pixels: bool,
 }
@@ -40,10 +64,11 @@ pub struct Timings {
     pub jpeg: f64,
     pub webp: f64,
     pub palette: f64,
+    pub attention: f64,
 }
 
 impl Timings {
-    pub fn entries(&self) -> [(&'static str, f64); 7] {
+    pub fn entries(&self) -> [(&'static str, f64); 8] {
         [
             ("decode", self.decode),
             ("orient", self.orient),
@@ -52,6 +77,7 @@ impl Timings {
             ("jpeg", self.jpeg),
             ("webp", self.webp),
             ("palette", self.palette),
+            ("attention", self.attention),
         ]
     }
 }
@@ -131,11 +157,11 @@ fn render(
     header: &Header,
     src: Pixels,
     specs: &[Spec],
-    focus: Focus,
+    focus_for: &mut rendition::FocusFor<'_>,
     t: &mut Timings,
 ) -> Result<Vec<Rendered>> {
     let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
-    let plans = rendition::plan_around(specs, dw, dh, focus)?;
+    let plans = rendition::plan_with(specs, dw, dh, focus_for)?;
     // Orienting copies every pixel it moves. When the renditions hold more pixels than the
     // source (a 2 MP photo: its full-size rendition plus 1280, 640, 320), orienting the
     // source once costs less than orienting each rendition; otherwise renditions are resized
@@ -225,7 +251,64 @@ pub fn render_raw(
 ) -> Result<Vec<Rendered>> {
     let mut t = Timings::default();
     let (header, src) = load(data, external, max_pixels, 1, &mut t)?;
-    render(&header, src, specs, Focus::CENTRE, &mut t)
+    render(&header, src, specs, &mut |_, _| Focus::CENTRE, &mut t)
+}
+
+/// Places cover crops around the saliency's maximum for each window, computed once per
+/// distinct window shape (the blur depends on the window's size relative to the image).
+struct AttentionFocus<'a> {
+    saliency: &'a Saliency,
+    width: f64,
+    height: f64,
+    seen: Vec<((u64, u64), Focus)>,
+    seconds: f64,
+}
+
+impl<'a> AttentionFocus<'a> {
+    fn new(saliency: &'a Saliency, width: u32, height: u32) -> Self {
+        Self {
+            saliency,
+            width: f64::from(width),
+            height: f64::from(height),
+            seen: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    fn focus(&mut self, window_w: f64, window_h: f64) -> Focus {
+        let (fw, fh) = (window_w / self.width, window_h / self.height);
+        let key = (fw.to_bits(), fh.to_bits());
+        if let Some(&(_, f)) = self.seen.iter().find(|(k, _)| *k == key) {
+            return f;
+        }
+        let f = timed(&mut self.seconds, || self.saliency.focus(fw, fh));
+        self.seen.push((key, f));
+        f
+    }
+}
+
+/// The window the `width` x `height` cover rendition of the image would crop (display
+/// pixels), placed by attention.
+pub fn attention_window(
+    data: &[u8],
+    external: Option<decode::External>,
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> Result<Crop> {
+    let mut t = Timings::default();
+    let (header, src) = load(data, external, max_pixels, 1, &mut t)?;
+    let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
+    let thumb = thumbnail::palette_thumbnail(&src, header.orientation)?;
+    let saliency = attention::saliency(&thumb)?;
+    let mut at = AttentionFocus::new(&saliency, dw, dh);
+    let spec = Spec {
+        width,
+        height: Some(height),
+        cover: true,
+    };
+    let plans = rendition::plan_with(&[spec], dw, dh, &mut |w, h| at.focus(w, h))?;
+    Ok(plans[0].crop)
 }
 
 /// The thumbnail the palette is computed from (`thumbnail` says how it is made), in display
@@ -271,17 +354,40 @@ pub fn process_decoded(
     let mut t = Timings::default();
     let threads = opts.threads.clamp(1, 64);
     let (header, src) = load(data, external, opts.max_pixels, threads, &mut t)?;
+    let wants_attention =
+        opts.focus.is_none() && opts.crop == CropMode::Attention && specs.iter().any(|s| s.cover);
     // From the source, before any rendition exists: the palette depends on the image alone.
-    let thumb = if opts.palette {
+    // Attention reads the same thumbnail.
+    let thumb = if opts.palette || wants_attention {
         let orientation = header.orientation;
-        let thumb = timed(&mut t.palette, || {
-            thumbnail::palette_thumbnail(&src, orientation)
-        })?;
+        let slot = if opts.palette {
+            &mut t.palette
+        } else {
+            &mut t.attention
+        };
+        let thumb = timed(slot, || thumbnail::palette_thumbnail(&src, orientation))?;
         Some(thumb)
     } else {
         None
     };
-    let renders = render(&header, src, specs, opts.focus, &mut t)?;
+    let saliency = match &thumb {
+        Some(thumb) if wants_attention => {
+            Some(timed(&mut t.attention, || attention::saliency(thumb))?)
+        }
+        _ => None,
+    };
+    let thumb = thumb.filter(|_| opts.palette);
+    let (dw, dh) = orient::oriented_size(src.width, src.height, header.orientation);
+    let renders = match (opts.focus, &saliency) {
+        (Some(focus), _) => render(&header, src, specs, &mut |_, _| focus, &mut t)?,
+        (None, Some(saliency)) => {
+            let mut at = AttentionFocus::new(saliency, dw, dh);
+            let renders = render(&header, src, specs, &mut |w, h| at.focus(w, h), &mut t)?;
+            t.attention += at.seconds;
+            renders
+        }
+        (None, None) => render(&header, src, specs, &mut |_, _| Focus::CENTRE, &mut t)?,
+    };
 
     let mut jobs: Vec<Job<'_>> = renders
         .iter()
@@ -360,7 +466,8 @@ mod tests {
             formats: vec![OutFormat::Jpeg],
             threads: 1,
             palette: true,
-            focus: Focus::CENTRE,
+            focus: None,
+            crop: CropMode::Attention,
             keep_pixels: false,
         }
     }
@@ -384,6 +491,65 @@ mod tests {
             data,
         };
         encode::jpeg(&px, 90).unwrap()
+    }
+
+    /// A grey 600x300 PNG with a red, striped square centred at x = 480.
+    fn subject_right() -> Vec<u8> {
+        let (w, h) = (600u32, 300u32);
+        let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([110, 115, 125]));
+        for y in 110..190 {
+            for x in 440..520 {
+                let on = (x / 8) % 2 == 0;
+                img.put_pixel(
+                    x,
+                    y,
+                    image::Rgb(if on { [230, 30, 40] } else { [250, 240, 230] }),
+                );
+            }
+        }
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn covers_go_to_the_focus_else_the_subject_else_the_centre() {
+        let png = subject_right();
+        let window = attention_window(&png, None, 100, 100, 1 << 24).unwrap();
+        // A 300 px square window around x = 480, clamped at the right edge.
+        assert_eq!(
+            (window.left, window.width, window.height),
+            (300.0, 300.0, 300.0)
+        );
+        let specs = [spec(100, Some(100), true)];
+        let opts = Options {
+            palette: false,
+            ..options()
+        };
+        let bytes = |focus: Option<Focus>, crop: CropMode| {
+            let o = Options {
+                focus,
+                crop,
+                ..opts.clone()
+            };
+            process(&png, &specs, &o).unwrap().outputs.remove(0).data
+        };
+        let right = Some(Focus::new(1.0, 0.5).unwrap());
+        let centre = Some(Focus::CENTRE);
+        assert_eq!(
+            bytes(None, CropMode::Attention),
+            bytes(right, CropMode::Centre)
+        );
+        assert_eq!(
+            bytes(None, CropMode::Centre),
+            bytes(centre, CropMode::Attention)
+        );
+        assert_ne!(
+            bytes(None, CropMode::Attention),
+            bytes(None, CropMode::Centre)
+        );
+        assert!(CropMode::parse("entropy").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::encode::OutFormat;
 use crate::error::{self, ImgError};
 use crate::header::Header;
 use crate::palette::PaletteResult;
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, CropMode, Options};
 use crate::rendition::{Focus, Spec};
 
 /// The one place the GIL is released; the closure sees only Rust data.
@@ -227,7 +227,7 @@ fn probe(py: Python<'_>, data: &[u8], max_pixels: u64) -> PyResult<ImageInfo> {
 #[pyfunction]
 #[pyo3(signature = (data, renditions, *, palette = true, max_pixels = 100_000_000, jpeg_quality = 82,
     webp_quality = 80.0, webp_method = 4, formats = None, threads = 1, focus = None,
-    decoded = None, keep_pixels = false))]
+    crop = "attention", decoded = None, keep_pixels = false))]
 fn process(
     py: Python<'_>,
     data: &[u8],
@@ -240,6 +240,7 @@ fn process(
     formats: Option<Vec<String>>,
     threads: usize,
     focus: Option<(f64, f64)>,
+    crop: &str,
     decoded: Option<DecodedArg>,
     keep_pixels: bool,
 ) -> PyResult<Processed> {
@@ -262,10 +263,8 @@ fn process(
             .map(|n| OutFormat::parse(n))
             .collect::<Result<Vec<_>, ImgError>>()?,
     };
-    let focus = match focus {
-        None => Focus::CENTRE,
-        Some((x, y)) => Focus::new(x, y)?,
-    };
+    let focus = focus.map(|(x, y)| Focus::new(x, y)).transpose()?;
+    let crop = CropMode::parse(crop)?;
     let opts = Options {
         max_pixels,
         jpeg_quality,
@@ -275,6 +274,7 @@ fn process(
         threads,
         palette,
         focus,
+        crop,
         keep_pixels,
     };
     let specs = to_specs(renditions);
@@ -358,6 +358,25 @@ fn raw(name: String, pixels: crate::image::Pixels, py: Python<'_>) -> RawRenditi
     }
 }
 
+/// The window (left, top, width, height in display pixels) that `process` crops for a
+/// `width` x `height` cover rendition placed by attention.
+#[pyfunction]
+#[pyo3(signature = (data, width, height, *, max_pixels = 100_000_000, decoded = None))]
+fn attention_window(
+    py: Python<'_>,
+    data: &[u8],
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+    decoded: Option<DecodedArg>,
+) -> PyResult<(f64, f64, f64, f64)> {
+    let external = external(py, decoded)?;
+    let c = without_gil(py, || {
+        pipeline::attention_window(data, external, width, height, max_pixels)
+    })?;
+    Ok((c.left, c.top, c.width, c.height))
+}
+
 /// The thumbnail `process` computes the palette from.
 #[pyfunction]
 #[pyo3(signature = (data, *, max_pixels = 100_000_000, decoded = None))]
@@ -415,5 +434,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_raw, m)?)?;
     m.add_function(wrap_pyfunction!(palette_from_pixels, m)?)?;
     m.add_function(wrap_pyfunction!(palette_thumbnail, m)?)?;
+    m.add_function(wrap_pyfunction!(attention_window, m)?)?;
     Ok(())
 }

@@ -78,7 +78,10 @@ impl Focus {
     }
 }
 
-fn plan_one(spec: Spec, sw: u32, sh: u32, focus: Focus) -> Result<Plan> {
+/// Gives the focal point of a cover crop from its window's width and height (display pixels).
+pub type FocusFor<'a> = dyn FnMut(f64, f64) -> Focus + 'a;
+
+fn plan_one(spec: Spec, sw: u32, sh: u32, focus_for: &mut FocusFor<'_>) -> Result<Plan> {
     let full = Crop::full(sw, sh);
     match (spec.width, spec.height) {
         (0, _) | (_, Some(0)) => Err(ImgError::InvalidArgument(format!(
@@ -130,6 +133,7 @@ fn plan_one(spec: Spec, sw: u32, sh: u32, focus: Focus) -> Result<Plan> {
                 (f64::from(sh) * f64::from(w) / f64::from(h), f64::from(sh))
             };
             if f64::from(w) <= cw && f64::from(h) <= ch {
+                let focus = focus_for(cw, ch);
                 let crop = Crop {
                     left: Focus::offset(focus.x, f64::from(sw), cw),
                     top: Focus::offset(focus.y, f64::from(sh), ch),
@@ -151,6 +155,7 @@ fn plan_one(spec: Spec, sw: u32, sh: u32, focus: Focus) -> Result<Plan> {
             } else {
                 (scaled(sh, w, h).min(sw), sh)
             };
+            let focus = focus_for(f64::from(ow), f64::from(oh));
             let crop = Crop {
                 left: Focus::offset(focus.x, f64::from(sw), f64::from(ow)).floor(),
                 top: Focus::offset(focus.y, f64::from(sh), f64::from(oh)).floor(),
@@ -175,9 +180,19 @@ pub fn plan(specs: &[Spec], src_w: u32, src_h: u32) -> Result<Vec<Plan>> {
 
 /// `plan` with cover crops around `focus` instead of the centre.
 pub fn plan_around(specs: &[Spec], src_w: u32, src_h: u32, focus: Focus) -> Result<Vec<Plan>> {
+    plan_with(specs, src_w, src_h, &mut |_, _| focus)
+}
+
+/// `plan` with each cover crop around `focus_for(window width, window height)`.
+pub fn plan_with(
+    specs: &[Spec],
+    src_w: u32,
+    src_h: u32,
+    focus_for: &mut FocusFor<'_>,
+) -> Result<Vec<Plan>> {
     let mut out: Vec<Plan> = Vec::with_capacity(specs.len());
     for &spec in specs {
-        let p = plan_one(spec, src_w, src_h, focus)?;
+        let p = plan_one(spec, src_w, src_h, focus_for)?;
         if !out.iter().any(|q| q.name == p.name) {
             out.push(p);
         }
@@ -270,6 +285,16 @@ mod tests {
         assert_eq!(near[1].crop.left, 350.0); // whole pixels at source scale
         let centre = plan(&specs, 3000, 2000).unwrap();
         assert_eq!(centre[0].crop.left, 500.0);
+        // Per window: each cover asks for its own focal point with its own window size.
+        let mut asked = Vec::new();
+        let mut per_window = |w: f64, h: f64| {
+            asked.push((w, h));
+            Focus::new(if w > h { 1.0 } else { 0.0 }, 0.5).unwrap()
+        };
+        let both = [s(1000, Some(1000), true), s(3000, Some(1000), true)];
+        let p = plan_with(&both, 3000, 2000, &mut per_window).unwrap();
+        assert_eq!(asked, [(2000.0, 2000.0), (3000.0, 1000.0)]);
+        assert_eq!((p[0].crop.left, p[1].crop.top), (0.0, 500.0));
         assert!(Focus::new(f64::NAN, 0.5).is_err() && Focus::new(0.5, 1.5).is_err());
     }
 

@@ -14,6 +14,7 @@ __all__ = [
     "RawRendition",
     "UnsupportedFormat",
     "__version__",
+    "attention_window",
     "palette_from_pixels",
     "palette_thumbnail",
     "probe",
@@ -105,7 +106,9 @@ class Processed:
     def rendered(self) -> list[RawRendition]: ...  # with keep_pixels=True, else []
 
 # A rendition spec: (width, height or None, cover). (640, None, False) = width 640;
-# (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box, crop centred.
+# (1920, 1080, False) = fit inside the box; (1080, 1920, True) = fill the box and crop (around
+# `focus` when given, else as `crop` says: "attention", the region of highest saliency as
+# libvips' smartcrop finds it, or "centre").
 _RenditionSpec = tuple[int, int | None, bool]
 
 def probe(data: bytes, *, max_pixels: int = 100_000_000) -> ImageInfo: ...
@@ -121,11 +124,14 @@ def process(
     formats: list[str] | None = None,  # None: ["jpeg", "webp"]
     threads: int = 1,
     focus: tuple[float, float] | None = None,  # cover crops around it (display fractions)
+    crop: str = "attention",  # "attention" | "centre"; ignored when focus is given
     # Pixels decoded outside the core (HEIF, AVIF) from `data`: (buffer, width, height,
     # channels 3|4, stride in bytes, oriented: the container's irot/imir already applied).
     decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
     keep_pixels: bool = False,  # also return each rendition's pixels in `rendered`
 ) -> Processed: ...
+
+# The resized pixels before encoding; cover crops centred.
 def render_raw(
     data: bytes,
     renditions: list[_RenditionSpec],
@@ -143,3 +149,14 @@ def palette_thumbnail(
     max_pixels: int = 100_000_000,
     decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
 ) -> RawRendition: ...
+
+# The window `process` crops for a `width` x `height` cover rendition placed by attention:
+# (left, top, width, height) in display pixels of the source.
+def attention_window(
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    max_pixels: int = 100_000_000,
+    decoded: tuple[bytes | bytearray | memoryview, int, int, int, int, bool] | None = None,
+) -> tuple[float, float, float, float]: ...

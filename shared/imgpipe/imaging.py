@@ -61,10 +61,11 @@ class Encoding:
     formats: tuple[str, ...] = OUTPUT_FORMATS
     avif_quality: int = AVIF_QUALITY
     avif_speed: int = AVIF_SPEED
+    crop: str = "attention"  # covers without a focal point: "attention" | "centre"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Encoding:
-        return cls(settings.formats, settings.avif_quality, settings.avif_speed)
+        return cls(settings.formats, settings.avif_quality, settings.avif_speed, settings.crop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ def process(
             formats=[f for f in enc.formats if f in CORE_FORMATS],
             threads=threads,
             focus=at,
+            crop=enc.crop,
             decoded=None if external is None else external.as_core(),
             keep_pixels=with_avif,
         )

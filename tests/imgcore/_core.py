@@ -37,3 +37,11 @@ def palette_thumbnail(data: bytes, **kw: Any) -> _imgcore.RawRendition:
     px = _decoded(data, kw.get("max_pixels", 100_000_000))
     decoded = None if px is None else px.as_core()
     return _imgcore.palette_thumbnail(data, decoded=decoded, **kw)
+
+
+def attention_window(
+    data: bytes, width: int, height: int, **kw: Any
+) -> tuple[float, float, float, float]:
+    px = _decoded(data, kw.get("max_pixels", 100_000_000))
+    decoded = None if px is None else px.as_core()
+    return _imgcore.attention_window(data, width, height, decoded=decoded, **kw)

@@ -31,6 +31,8 @@ def test_bench_runs_every_library_and_prints_the_targets() -> None:
     for needle in (
         "imgcore 2 threads vs pillow single-threaded",
         "imgcore 2 threads vs pyvips single-threaded",
+        "both on 2 threads, vs pillow",
+        "both on 2 threads, vs pyvips",
         "stages other than the encoders",
         "WebP stage vs pyvips",
         "decode vs plain decode",
@@ -39,3 +41,6 @@ def test_bench_runs_every_library_and_prints_the_targets() -> None:
         line = next((t for t in targets if needle in t), None)
         assert line is not None, f"no target line with {needle!r} in:\n{out}"
         assert re.search(r"(met|NOT met)$", line), line
+    assert re.search(r"^imgpipe\s+\d+\.\d{2}\s+\d+\s+0\.\d{5}$", out, re.M), out
+    assert "AVIF stage: Pillow takes" in out
+    assert re.search(r"CLI vs core, 2 cores, .* the CLI takes \d\.\d\dx", out), out
