@@ -58,11 +58,12 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")
 
 import material_color_utilities as mcu
 import numpy as np
+import pillow_heif
 import pyvips
 from PIL import AvifImagePlugin as PillowAvif
 from PIL import Image, ImageCms, ImageOps
 
-from imgpipe import _imgcore, avif
+from imgpipe import _imgcore, avif, foreign
 from imgpipe.cpu import available_cores
 
 WIDTHS = (320, 640, 1280, 1920, 3840)
@@ -405,6 +406,44 @@ def print_avif(images: list[Path], quality: int = 60, speed: int = 6) -> None:
     )
 
 
+def print_decoders(rounds: int) -> None:
+    """HEIF and AVIF decode to sRGB pixels: imgpipe (container read by the core, HEVC by
+    libheif through pi-heif, AV1 by dav1d through Pillow, ICC in the core) against pillow-heif
+    and Pillow opening the same file (with ImageCms for an ICC profile), best of `rounds`."""
+    pillow_heif.register_heif_opener(thumbnails=False)
+    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    files = [corpus / "heic_iphone12pro_car.heic", corpus / "avif_gradient.avif"]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        return
+    print("\nHEIF/AVIF decode to sRGB pixels, wall seconds, best of", rounds)
+    for f in files:
+        data = f.read_bytes()
+        ours, peer = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            px = foreign.decode(data, _imgcore.probe(data).format)
+            (_,) = _imgcore.render_raw(
+                data, [(10**6, None, False)], decoded=px.as_core()
+            )  # the full-size rendition: decode + colour + orientation, nothing resampled
+            t1 = time.perf_counter()
+            im = Image.open(io.BytesIO(data))
+            im.load()
+            icc = im.info.get("icc_profile")
+            if icc and not is_srgb_icc(icc):
+                src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+                dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+                ImageCms.profileToProfile(im.convert("RGB"), src, dst, outputMode="RGB")
+            t2 = time.perf_counter()
+            ours.append(t1 - t0)
+            peer.append(t2 - t1)
+        name = "pillow-heif" if data[8:12] != b"avif" else "Pillow"
+        print(
+            f"  {f.name}: imgpipe {min(ours):.3f} s, {name} {min(peer):.3f} s "
+            f"({min(peer) / min(ours):.2f}x)"
+        )
+
+
 # --------------------------------------------------------------------------- CLI vs core
 
 
@@ -627,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print_quality(images)
     print_avif(images)
+    print_decoders(args.repeat)
     return 0
 
 

@@ -40,6 +40,9 @@ pub struct Header {
     pub has_alpha: bool,
     pub frame_count: u32,
     pub has_icc: bool,
+    /// Pixels the decoder allocates: `width * height`, or more when the shown image is a crop
+    /// of a larger coded one (a HEIF clean aperture). The pixel limit applies to this.
+    pub coded_pixels: u64,
 }
 
 impl Header {
@@ -53,6 +56,7 @@ impl Header {
             has_alpha: false,
             frame_count: 1,
             has_icc: false,
+            coded_pixels: u64::from(width) * u64::from(height),
         }
     }
 
@@ -178,12 +182,18 @@ fn jpeg(d: &[u8]) -> Option<Header> {
 /// EXIF orientation inside is informational and never read).
 fn heif(d: &[u8], format: Format) -> Option<Header> {
     let info = isobmff::parse(d)?;
+    // libheif crops to the clean aperture; libavif (through Pillow) does not.
+    let (w, h) = match info.clean {
+        Some(clean) if format == Format::Heif => clean,
+        _ => (info.width, info.height),
+    };
     Some(Header {
         orientation: info.orientation,
         has_alpha: info.has_alpha,
         frame_count: info.frame_count,
         has_icc: info.icc.is_some(),
-        ..Header::new(format, info.width, info.height)
+        coded_pixels: u64::from(info.width) * u64::from(info.height),
+        ..Header::new(format, w, h)
     })
 }
 

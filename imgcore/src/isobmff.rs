@@ -22,6 +22,8 @@ pub struct Info {
     pub has_alpha: bool,
     /// Images in an AVIF sequence (`avis`), else 1.
     pub frame_count: u32,
+    /// The clean aperture (`clap`), when it crops the coded size: what libheif shows.
+    pub clean: Option<(u32, u32)>,
 }
 
 /// Coding-independent code points (ITU-T H.273).
@@ -332,6 +334,7 @@ pub fn parse(d: &[u8]) -> Option<Info> {
                 }
                 _ => {}
             },
+            b"clap" => info.clean = clean_aperture(p.body, width, height),
             b"pixi" if info.bit_depth == 8 => {
                 if let Some(&bits) = p.body.get(5) {
                     info.bit_depth = bits;
@@ -353,6 +356,21 @@ pub fn parse(d: &[u8]) -> Option<Info> {
         }
     }
     Some(info)
+}
+
+/// The `clap` width and height (rationals, rounded as libheif does), when valid and smaller
+/// than the coded size.
+fn clean_aperture(d: &[u8], width: u32, height: u32) -> Option<(u32, u32)> {
+    let ratio = |at: usize| -> Option<u32> {
+        let (n, den) = (be32(d, at)?, be32(d, at + 4)?);
+        if den == 0 {
+            return None;
+        }
+        u32::try_from((u64::from(n) + u64::from(den) / 2) / u64::from(den)).ok()
+    };
+    let (w, h) = (ratio(0)?, ratio(8)?);
+    let smaller = (w, h) != (width, height);
+    (w > 0 && h > 0 && w <= width && h <= height && smaller).then_some((w, h))
 }
 
 /// The sample count of an AVIF sequence's first track (`moov/trak/mdia/minf/stbl/stsz`).
@@ -448,6 +466,20 @@ mod tests {
             all.extend(props);
             assert_eq!(parse(&container(b"heic", &all)).unwrap().orientation, want);
         }
+    }
+
+    #[test]
+    fn a_clean_aperture_gives_the_shown_size() {
+        let clap = [40u32, 1, 32, 1, 0, 1, 0, 1]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect::<Vec<u8>>();
+        let d = container(b"heic", &[ispe(64, 64), bmff(b"clap", &clap)]);
+        let info = parse(&d).unwrap();
+        assert_eq!(
+            (info.width, info.height, info.clean),
+            (64, 64, Some((40, 32)))
+        );
     }
 
     #[test]

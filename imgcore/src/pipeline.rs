@@ -119,6 +119,12 @@ pub struct Processed {
 pub fn probe(data: &[u8], max_pixels: u64) -> Result<Header> {
     let h = header::parse(data)?;
     limits::check_dimensions(h.width, h.height, max_pixels)?;
+    if h.coded_pixels > max_pixels {
+        return Err(ImgError::TooLarge(format!(
+            "image too large: {} coded pixels exceed the limit of {max_pixels}",
+            h.coded_pixels
+        )));
+    }
     Ok(h)
 }
 

@@ -63,8 +63,9 @@ def _heif(data: bytes) -> Pixels:
     try:
         heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
         mode = heif.mode
-        if mode not in ("RGB", "RGBA"):
-            # Monochrome and the like: through Pillow, which pi-heif builds on.
+        if mode not in ("RGB", "RGBA") or heif.premultiplied_alpha:
+            # Monochrome, premultiplied alpha ("RGBa") and the like: through Pillow, which
+            # pi-heif builds on, to straight 8-bit RGB(A).
             im = heif.to_pillow().convert("RGBA" if heif.has_alpha else "RGB")
             return _from_pillow(im, oriented=True)
         width, height = heif.size

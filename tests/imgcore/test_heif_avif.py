@@ -263,3 +263,20 @@ def test_an_avif_sequence_gives_its_first_frame() -> None:
     assert _imgcore.probe(data).frame_count == 2
     got = full_size(data)
     assert psnr(got, first) >= MIN_PSNR
+
+
+def test_a_cropped_greyscale_heic_shows_its_clean_aperture() -> None:
+    """pillow-heif codes 40x32 grey as 64x64 HEVC with a `clap` crop: the shown size is 40x32,
+    and the pixel limit still counts the 64x64 the decoder allocates."""
+    grey = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (32, 1))
+    buf = io.BytesIO()
+    Image.fromarray(grey, "L").save(buf, "HEIF", quality=95)
+    data = buf.getvalue()
+    assert b"clap" in data, "the test image must carry a clean aperture"
+    info = _imgcore.probe(data)
+    assert (info.display_width, info.display_height) == (40, 32)
+    got = full_size(data)
+    assert got.shape == (32, 40, 3)
+    assert psnr(got, np.repeat(grey[..., None], 3, axis=2)) >= MIN_PSNR
+    with pytest.raises(_imgcore.ImageTooLarge):
+        _imgcore.probe(data, max_pixels=40 * 32)

@@ -120,11 +120,15 @@ def test_default_queue_configs_gcp() -> None:
         assert (cfg.dispatch_deadline, cfg.tombstone_ttl) == (600, 3600)
 
 
-def test_default_queue_configs_local_uses_two_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
+def test_default_queue_configs_local_uses_one_image_per_usable_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The cores this process may run on (a container's or taskset's share), not the machine's.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 2, 3, 5, 6, 7}, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
     configs = default_queue_configs(local=True, max_attempts=3, names=("fast", "slow"))
     assert [c.name for c in configs] == ["fast", "slow"]
-    assert all(c.rate.max_concurrent_dispatches == 12 for c in configs)
+    assert all(c.rate.max_concurrent_dispatches == 6 for c in configs)
     assert all(c.retry.max_attempts == 3 for c in configs)
 
 
