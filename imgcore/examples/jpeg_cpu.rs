@@ -1,7 +1,7 @@
 //! CPU time of the JPEG encoder on raw RGB files (`NAME_WxH.rgb`), the least of `N` runs
 //! per file, summed, measured on the thread's own clock so that other load does not count.
 //!
-//!     cargo run --release --no-default-features --example jpeg_cpu -- DIR [N]
+//!     cargo run --release --no-default-features --example jpeg_cpu -- DIR [N] [fast|trellis]
 
 use std::time::Duration;
 
@@ -22,6 +22,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().expect("usage: jpeg_cpu DIR [N]");
     let n: usize = args.next().map_or(5, |v| v.parse().expect("N"));
+    let efforts = match args.next().as_deref() {
+        Some("fast") => vec![JpegEffort::Fast],
+        Some("trellis") => vec![JpegEffort::Trellis],
+        _ => vec![JpegEffort::Fast, JpegEffort::Trellis],
+    };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("DIR")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -40,21 +45,21 @@ fn main() {
             data: std::fs::read(f).unwrap(),
         });
     }
-    for effort in [JpegEffort::Fast, JpegEffort::Trellis] {
-        let (mut total, mut bytes) = (Duration::ZERO, 0);
+    for effort in efforts {
+        let (mut total, mut bytes) = (Duration::ZERO, 0usize);
         for p in &images {
-            let mut best = Duration::MAX;
+            let (mut best, mut size) = (Duration::MAX, 0);
             for _ in 0..n {
                 let t = thread_cpu();
                 let out = jpeg_with(p, 82, effort).unwrap();
                 best = best.min(thread_cpu() - t);
-                bytes = out.len();
+                size = out.len();
             }
             total += best;
-            let _ = bytes;
+            bytes += size;
         }
         println!(
-            "{effort:?}: {:.1} ms over {} images",
+            "{effort:?}: {:.1} ms, {bytes} bytes over {} images",
             total.as_secs_f64() * 1e3,
             images.len()
         );

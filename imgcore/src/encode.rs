@@ -56,14 +56,17 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
     }
 }
 
-/// How hard the JPEG encoder works to make the file small.
+/// How hard the JPEG encoder works to make the file small. Measured on the corpus renditions
+/// (9 photos at 320/640/1280) against Pillow q82 at equal PSNR / equal luma SSIM, and in CPU
+/// time against the encoder before trellis (Annex K tables, the `Fast` quantiser):
+/// `Fast` -20.6 % / -14.0 % bytes for 1.1x the time, `Trellis` -19.3 % / -18.3 % for 1.6x.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JpegEffort {
     /// Rounding, with lone +-1 coefficients dropped by rate-distortion.
-    Fast,
-    /// Trellis quantisation: about 7 % fewer bytes at equal PSNR and 5 % at equal SSIM than
-    /// `Fast`, for about 1.4x its time.
     #[default]
+    Fast,
+    /// Trellis quantisation (`trellis`), with activity masking: more bytes than `Fast` at
+    /// equal PSNR but 5 % fewer at equal SSIM; over the 1.5x time budget of the default.
     Trellis,
 }
 

@@ -43,20 +43,23 @@ impl Stats {
 
     /// Counts the AC symbols a sequential scan would code for `b` (zigzag order).
     pub fn add_block(&mut self, b: &[i16; 64]) {
-        let mut run = 0usize;
-        for &v in &b[1..] {
-            if v == 0 {
-                run += 1;
-                continue;
-            }
+        let mut mask = 0u64;
+        for k in 1..64 {
+            mask |= u64::from(b[k] != 0) << k;
+        }
+        let mut prev = 0;
+        while mask != 0 {
+            let k = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let mut run = k - prev - 1;
+            prev = k;
             while run > 15 {
                 self.ac[0xF0] += 1;
                 run -= 16;
             }
-            self.ac[run << 4 | size(i32::from(v))] += 1;
-            run = 0;
+            self.ac[run << 4 | size(i32::from(b[k]))] += 1;
         }
-        if run > 0 {
+        if prev < 63 {
             self.ac[0] += 1;
         }
     }
@@ -134,7 +137,9 @@ impl Trellis {
             mask &= mask - 1;
             m += 1;
         }
-        let mut cost = [0f32; 64];
+        // g[p]: the best cost up to nonzero position p, less the zeroing error up to it, so
+        // that a successor adds only its own terms.
+        let mut g = [0f32; 64];
         let mut from = [0u8; 64];
         let mut val = [0i16; 64];
         let r_zrl = rates.ac[0xF0];
@@ -142,44 +147,49 @@ impl Trellis {
             let i = usize::from(pos[pi]);
             let a = y[i].abs();
             let r = (a + 0.5) as i32;
-            // The largest value of each smaller size class, and the rounded one: within a
-            // class, bits are equal and the larger value is closer.
+            // The rounded value and the largest of the size class below: within a class, bits
+            // are equal and the larger value is closer. (mozjpeg tries every smaller class.)
             let nbits = size(r);
-            let mut cands = [(0i32, 0usize, 0f32); 16];
-            for s in 1..=nbits {
+            let mut cands = [(0i32, 0usize, 0f32); 2];
+            let mut nc = 0;
+            for s in nbits.saturating_sub(1).max(1)..=nbits {
                 let c = if s < nbits { (1 << s) - 1 } else { r };
                 let e = a - c as f32;
-                cands[s - 1] = (c, s, wq[i] * e * e + s as f32);
+                cands[nc] = (c, s, wq[i] * e * e + s as f32);
+                nc += 1;
             }
             let mut best = f32::INFINITY;
-            let (mut bj, mut bv) = (0u8, 0i32);
+            let (mut bj, mut bv) = (0usize, 0i32);
             // The start state, then the nearest `k_pred` nonzero positions.
             let first = pi.saturating_sub(self.k_pred).max(1);
-            for pj in std::iter::once(0).chain(first..pi) {
-                let j = usize::from(pos[pj]);
-                let run = i - j - 1;
-                let base = cost[pj] + zd[i - 1] - zd[j] + (run >> 4) as f32 * r_zrl;
-                let row = &rates.ac[(run & 15) << 4..];
-                for &(c, s, d) in &cands[..nbits] {
-                    let t = base + row[s] + d;
+            let mut pj = 0;
+            loop {
+                let run = i - usize::from(pos[pj]) - 1;
+                let base = g[pj] + (run >> 4) as f32 * r_zrl;
+                let row = (run & 15) << 4;
+                for &(c, s, d) in &cands[..nc] {
+                    let t = base + rates.ac[row | s] + d;
                     if t < best {
                         best = t;
-                        bj = pj as u8;
+                        bj = pj;
                         bv = c;
                     }
                 }
+                pj = if pj == 0 { first } else { pj + 1 };
+                if pj >= pi {
+                    break;
+                }
             }
-            cost[pi] = best;
-            from[pi] = bj;
+            g[pi] = best + zd[i - 1] - zd[i];
+            from[pi] = bj as u8;
             val[pi] = if y[i] < 0.0 { -bv } else { bv } as i16;
         }
         // Where the block ends: after the last nonzero, an end-of-block unless at 63.
         let r_eob = rates.ac[0];
-        let mut best = zd[63] + r_eob;
+        let mut best = r_eob;
         let mut last = 0;
         for pi in 1..m {
-            let i = usize::from(pos[pi]);
-            let t = cost[pi] + zd[63] - zd[i] + if i < 63 { r_eob } else { 0.0 };
+            let t = g[pi] + if pos[pi] < 63 { r_eob } else { 0.0 };
             if t < best {
                 best = t;
                 last = pi;
