@@ -57,16 +57,18 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
 }
 
 /// How hard the JPEG encoder works to make the file small. Measured on the corpus renditions
-/// (9 photos at 320/640/1280) against Pillow q82 at equal PSNR / equal luma SSIM, and in CPU
-/// time against the encoder before trellis (Annex K tables, the `Fast` quantiser):
-/// `Fast` -20.6 % / -14.0 % bytes for 1.1x the time, `Trellis` -19.3 % / -18.3 % for 1.6x.
+/// (9 photos at 320/640/1280) against Pillow q82 at equal PSNR / equal luma SSIM, with the
+/// capped tables: `Fast` -15.6 % / -10.5 % bytes for about 1.1x the CPU time of the encoder
+/// before (Annex K tables, 10-scan script); `Trellis` about 1.6x. (With uncapped flat tables,
+/// before the cap: `Fast` -20.6 % / -14.0 %, `Trellis` -19.3 % / -18.3 %.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JpegEffort {
     /// Rounding, with lone +-1 coefficients dropped by rate-distortion.
     #[default]
     Fast,
-    /// Trellis quantisation (`trellis`), with activity masking: more bytes than `Fast` at
-    /// equal PSNR but 5 % fewer at equal SSIM; over the 1.5x time budget of the default.
+    /// Trellis quantisation (`trellis`), with activity masking, tuned on the uncapped tables:
+    /// there, a little worse than `Fast` at equal PSNR, 5 % better at equal SSIM; over the
+    /// 1.5x time budget of the default.
     Trellis,
 }
 

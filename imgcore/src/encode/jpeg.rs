@@ -25,13 +25,27 @@ const NATURAL: [usize; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
-/// Flat base tables, luma and chroma. Measured on the corpus renditions against Pillow at
-/// equal PSNR and equal luma SSIM, a flat table beats Annex K's (by ~15 % of bytes), and
-/// mozjpeg's MS-SSIM, PSNR-HVS and Robidoux tables: the psychovisual slopes of those spend
-/// little on high frequencies, which both metrics value like any other. Chroma is 1.4x
-/// coarser, the balance between the two metrics (SSIM sees luma only). The bases put q82 at
-/// steps 12 and 17, about Pillow q82's PSNR and SSIM.
+/// Flat base tables, luma and chroma, used as a cap on Annex K's (see `encode`). Measured on
+/// the corpus renditions against Pillow at equal PSNR and equal luma SSIM, flat tables beat
+/// Annex K's and mozjpeg's MS-SSIM, PSNR-HVS and Robidoux tables: the psychovisual slopes of
+/// those spend little on high frequencies, which both metrics value like any other. Flat
+/// alone (-20.6 % / -14.0 % bytes vs Pillow) is coarser than Annex K at low frequencies,
+/// which loses 2.5-5 dB against Pillow at the same quality on smooth images and on JPEG
+/// sources re-encoded at their own size (test_fidelity's bar is 2 dB); capping Annex K by the
+/// flat steps keeps its fine low frequencies (-15.6 % / -10.5 %). Chroma is 1.4x coarser, the
+/// balance between the metrics (SSIM sees luma only). At q82 the caps are steps 12 and 17.
 const FLAT_LUMA: [u16; 64] = [34; 64];
+/// ITU-T T.81 Annex K.1, row-major.
+const ANNEX_K_LUMA: [u16; 64] = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+];
+const ANNEX_K_CHROMA: [u16; 64] = [
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+];
 const FLAT_CHROMA: [u16; 64] = [47; 64];
 
 /// libjpeg's `jpeg_quality_scaling` + `jpeg_add_quant_table(force_baseline)`: row-major.
@@ -759,8 +773,16 @@ pub fn encode(rgb: &[u8], w: u16, h: u16, quality: u8, mode: Quant) -> Vec<u8> {
     let (wu, hu) = (usize::from(w), usize::from(h));
     debug_assert_eq!(rgb.len(), wu * hu * 3);
     let mut planes = transform(rgb, wu, hu);
-    let luma = scaled_table(&FLAT_LUMA, quality);
-    let chroma = scaled_table(&FLAT_CHROMA, quality);
+    let capped = |k: &[u16; 64], flat: &[u16; 64]| {
+        let (k, f) = (scaled_table(k, quality), scaled_table(flat, quality));
+        let mut t = [0u16; 64];
+        for i in 0..64 {
+            t[i] = k[i].min(f[i]);
+        }
+        t
+    };
+    let luma = capped(&ANNEX_K_LUMA, &FLAT_LUMA);
+    let chroma = capped(&ANNEX_K_CHROMA, &FLAT_CHROMA);
     quantize(&mut planes, [&luma, &chroma], mode);
 
     let mut out = Vec::with_capacity(wu * hu / 4 + 1024);
