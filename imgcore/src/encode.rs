@@ -2,6 +2,7 @@
 //! Both write sRGB pixels with no metadata.
 
 mod jpeg;
+mod trellis;
 
 use libwebp_sys as webp;
 
@@ -55,10 +56,27 @@ fn dims_u16(p: &Pixels) -> Result<(u16, u16)> {
     }
 }
 
-/// Whether JPEG quantisation is rate-distortion optimised (see `jpeg::Quantizer`).
-const JPEG_RD: bool = true;
+/// How hard the JPEG encoder works to make the file small. Measured on the corpus renditions
+/// (9 photos at 320/640/1280) against Pillow q82 at equal PSNR / equal luma SSIM, with the
+/// capped tables: `Fast` -15.6 % / -10.5 % bytes for about 1.1x the CPU time of the encoder
+/// before (Annex K tables, 10-scan script); `Trellis` about 1.6x. (With uncapped flat tables,
+/// before the cap: `Fast` -20.6 % / -14.0 %, `Trellis` -19.3 % / -18.3 %.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JpegEffort {
+    /// Rounding, with lone +-1 coefficients dropped by rate-distortion.
+    #[default]
+    Fast,
+    /// Trellis quantisation (`trellis`), with activity masking, tuned on the uncapped tables:
+    /// there, a little worse than `Fast` at equal PSNR, 5 % better at equal SSIM; over the
+    /// 1.5x time budget of the default.
+    Trellis,
+}
 
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
+    jpeg_with(p, quality, JpegEffort::default())
+}
+
+pub fn jpeg_with(p: &Pixels, quality: u8, effort: JpegEffort) -> Result<Vec<u8>> {
     p.check()?;
     let (w, h) = dims_u16(p)?;
     let flat;
@@ -68,7 +86,11 @@ pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>> {
     } else {
         &p.data
     };
-    Ok(jpeg::encode(rgb, w, h, quality.clamp(1, 100), JPEG_RD))
+    let mode = match effort {
+        JpegEffort::Fast => jpeg::Quant::Rd,
+        JpegEffort::Trellis => jpeg::Quant::Trellis,
+    };
+    Ok(jpeg::encode(rgb, w, h, quality.clamp(1, 100), mode))
 }
 
 /// Frees libwebp's picture and output buffer whatever path leaves `webp()`.

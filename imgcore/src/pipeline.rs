@@ -41,6 +41,7 @@ impl CropMode {
 pub struct Options {
     pub max_pixels: u64,
     pub jpeg_quality: u8,
+    pub jpeg_effort: encode::JpegEffort,
     pub webp_quality: f32,
     pub webp_method: i32,
     pub formats: Vec<OutFormat>,
@@ -340,7 +341,7 @@ fn encode_job(job: Job<'_>, opts: &Options) -> Done {
     let (i, r, fmt) = job;
     let start = Instant::now();
     let res = match fmt {
-        OutFormat::Jpeg => encode::jpeg(&r.pixels, opts.jpeg_quality),
+        OutFormat::Jpeg => encode::jpeg_with(&r.pixels, opts.jpeg_quality, opts.jpeg_effort),
         OutFormat::WebP => encode::webp(&r.pixels, opts.webp_quality, opts.webp_method),
     };
     (i, res, fmt, start.elapsed().as_secs_f64())
@@ -467,6 +468,7 @@ mod tests {
         Options {
             max_pixels: 1 << 24,
             jpeg_quality: 82,
+            jpeg_effort: encode::JpegEffort::default(),
             webp_quality: 80.0,
             webp_method: 4,
             formats: vec![OutFormat::Jpeg],

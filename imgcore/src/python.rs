@@ -268,6 +268,7 @@ fn process(
     let opts = Options {
         max_pixels,
         jpeg_quality,
+        jpeg_effort: crate::encode::JpegEffort::default(),
         webp_quality,
         webp_method,
         formats,

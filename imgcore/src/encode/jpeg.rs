@@ -1,19 +1,22 @@
-//! Progressive JPEG encoder (YCbCr 4:2:0, 8-bit, Annex K tables scaled like libjpeg).
+//! Progressive JPEG encoder (YCbCr 4:2:0, 8-bit, flat quantisation tables scaled like libjpeg).
 //!
 //! What makes libjpeg's (and so Pillow's) progressive files small, and what `jpeg-encoder` 0.7
-//! lacks: successive approximation (libjpeg's `jpeg_simple_progression` script), end-of-band
-//! runs (EOBRUN, one symbol for a run of empty bands instead of one EOB per block), and an
-//! optimised Huffman table per scan. On top of that, coefficient quantisation is decided by
-//! rate-distortion (a cheap version of mozjpeg's trellis; see `quantize_rd`).
+//! lacks: successive approximation, end-of-band runs (EOBRUN, one symbol for a run of empty
+//! bands instead of one EOB per block), and an optimised Huffman table per scan. On top of
+//! that, mozjpeg's techniques: a scan script and tables chosen by measurement (see
+//! `FLAT_LUMA`, `SCRIPT`) and, when asked for, trellis quantisation (`super::trellis`).
 //!
 //! Layout: the image is converted and transformed one MCU row (16 pixel rows) at a time into
-//! quantised coefficients in zigzag order (2 bytes per pixel for luma, 1 for both chroma
-//! planes together); each scan is then tokenised, its Huffman tables built from the tokens'
-//! statistics, and the tokens written.
+//! DCT coefficients in zigzag order (2 bytes per pixel for luma, 1 for both chroma planes
+//! together), which are then quantised in place, by rounding or by the trellis (which needs
+//! the statistics of the whole image first); each scan is then tokenised, its Huffman tables
+//! built from the tokens' statistics, and the tokens written.
 
 // Index loops over coefficient positions and symbols follow T.81 / libjpeg, where the index
 // itself (a zigzag position, a symbol) is the point.
 #![allow(clippy::needless_range_loop)]
+
+use super::trellis;
 
 /// `NATURAL[k]`: the row-major index of the k-th coefficient in zigzag order.
 const NATURAL: [usize; 64] = [
@@ -22,23 +25,40 @@ const NATURAL: [usize; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
+/// Flat base tables, luma and chroma, used as a cap on Annex K's (see `encode`). Measured on
+/// the corpus renditions against Pillow at equal PSNR and equal luma SSIM, flat tables beat
+/// Annex K's and mozjpeg's MS-SSIM, PSNR-HVS and Robidoux tables: the psychovisual slopes of
+/// those spend little on high frequencies, which both metrics value like any other. Flat
+/// alone (-20.6 % / -14.0 % bytes vs Pillow) is coarser than Annex K at low frequencies,
+/// which loses 2.5-5 dB against Pillow at the same quality on smooth images and on JPEG
+/// sources re-encoded at their own size (test_fidelity's bar is 2 dB); capping Annex K by the
+/// flat steps keeps its fine low frequencies (-15.6 % / -10.5 %). Chroma is 1.4x coarser, the
+/// balance between the metrics (SSIM sees luma only). At q82 the caps are steps 12 and 17.
+const FLAT_LUMA: [u16; 64] = [34; 64];
 /// ITU-T T.81 Annex K.1, row-major.
-const LUMA_Q: [u16; 64] = [
+const ANNEX_K_LUMA: [u16; 64] = [
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
     92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
 ];
-const CHROMA_Q: [u16; 64] = [
+const ANNEX_K_CHROMA: [u16; 64] = [
     17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
     47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
     99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
 ];
+const FLAT_CHROMA: [u16; 64] = [47; 64];
 
 /// libjpeg's `jpeg_quality_scaling` + `jpeg_add_quant_table(force_baseline)`: row-major.
 fn scaled_table(base: &[u16; 64], quality: u8) -> [u16; 64] {
     let q = u32::from(quality.clamp(1, 100));
     let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
     base.map(|b| ((u32::from(b) * scale + 50) / 100).clamp(1, 255) as u16)
+}
+
+/// Round half away from zero without a libm call (`f32::round` is one).
+#[inline]
+fn round(v: f32) -> i32 {
+    (v + 0.5f32.copysign(v)) as i32
 }
 
 /// The orthonormal 8-point DCT-II basis: `BASIS[u][x]`. JPEG's FDCT is exactly this in 2-D.
@@ -53,60 +73,86 @@ fn basis() -> [[f32; 8]; 8] {
     c
 }
 
-/// 2-D DCT of a row-major block of level-shifted samples, in place.
+/// 8-point DCTs along the first index of `x` (`x[i][lane]`), all 8 lanes at once (which the
+/// compiler vectorises). The basis's symmetry, `c[u][7 - i] = (-1)^u c[u][i]`, halves the
+/// multiplications: even outputs need only the sums of mirrored inputs, odd ones the
+/// differences.
+#[inline(always)]
+fn dct_lanes(c: &[[f32; 8]; 8], x: &[[f32; 8]; 8]) -> [[f32; 8]; 8] {
+    let mut s = [[0f32; 8]; 4];
+    let mut d = [[0f32; 8]; 4];
+    for i in 0..4 {
+        for l in 0..8 {
+            s[i][l] = x[i][l] + x[7 - i][l];
+            d[i][l] = x[i][l] - x[7 - i][l];
+        }
+    }
+    let mut out = [[0f32; 8]; 8];
+    for u in 0..8 {
+        let src = if u % 2 == 0 { &s } else { &d };
+        let mut acc = [0f32; 8];
+        for i in 0..4 {
+            let k = c[u][i];
+            for l in 0..8 {
+                acc[l] += k * src[i][l];
+            }
+        }
+        out[u] = acc;
+    }
+    out
+}
+
+fn transpose(x: &[[f32; 8]; 8]) -> [[f32; 8]; 8] {
+    let mut t = [[0f32; 8]; 8];
+    for i in 0..8 {
+        for j in 0..8 {
+            t[j][i] = x[i][j];
+        }
+    }
+    t
+}
+
+/// 2-D DCT of a row-major block of level-shifted samples, in place: along columns, then
+/// (transposed, so that the lanes stay contiguous) along rows.
 #[inline]
 fn fdct(c: &[[f32; 8]; 8], b: &mut [f32; 64]) {
-    let mut t = [0f32; 64];
-    // rows: t[y][u] = sum_x b[y][x] c[u][x], vectorised over u
+    let mut x = [[0f32; 8]; 8];
     for y in 0..8 {
-        let mut acc = [0f32; 8];
-        for x in 0..8 {
-            let v = b[y * 8 + x];
-            for u in 0..8 {
-                acc[u] += v * c[u][x];
-            }
-        }
-        t[y * 8..y * 8 + 8].copy_from_slice(&acc);
+        x[y].copy_from_slice(&b[y * 8..y * 8 + 8]);
     }
-    // columns: b[v][u] = sum_y c[v][y] t[y][u]
+    // t[v][x]: vertical frequency v of column x; z[u][v]: coefficient (v, u)
+    let t = dct_lanes(c, &x);
+    let z = transpose(&dct_lanes(c, &transpose(&t)));
     for v in 0..8 {
-        let mut acc = [0f32; 8];
-        for y in 0..8 {
-            let k = c[v][y];
-            for u in 0..8 {
-                acc[u] += k * t[y * 8 + u];
-            }
-        }
-        b[v * 8..v * 8 + 8].copy_from_slice(&acc);
+        b[v * 8..v * 8 + 8].copy_from_slice(&z[v]);
     }
 }
 
-/// Quantisation of one block into zigzag order.
+/// Quantisation of one block (zigzag order) without the trellis.
 ///
-/// Rounds to nearest, then (rate-distortion, when `rd`) drops to zero the isolated +-1 AC
+/// Rounds to nearest, then (rate-distortion) drops to zero the isolated +-1 AC
 /// coefficients whose squared-error cost is smaller than `lambda` times the bits they take:
 /// each costs at least its run/size symbol plus a sign bit, and it splits a zero run.
 struct Quantizer {
-    /// 1/q in row-major order.
+    /// 1/q in zigzag order.
     inv: [f32; 64],
     /// q^2 in zigzag order (error of a dropped coefficient in DCT units is `|x| * q`).
     q2: [f32; 64],
-    rd: bool,
     lambda: f32,
 }
 
 impl Quantizer {
-    fn new(table: &[u16; 64], rd: bool) -> Self {
-        let inv = table.map(|q| 1.0 / f32::from(q));
+    fn new(table: &[u16; 64]) -> Self {
+        let mut inv = [0f32; 64];
         let mut q2 = [0f32; 64];
         for k in 0..64 {
             let q = f32::from(table[NATURAL[k]]);
+            inv[k] = 1.0 / q;
             q2[k] = q * q;
         }
         Self {
             inv,
             q2,
-            rd,
             lambda: 0.0,
         }
     }
@@ -115,14 +161,11 @@ impl Quantizer {
     fn quantize(&self, f: &[f32; 64], out: &mut [i16; 64]) {
         let mut frac = [0f32; 64];
         for k in 0..64 {
-            frac[k] = f[NATURAL[k]] * self.inv[NATURAL[k]];
+            frac[k] = f[k] * self.inv[k];
         }
         for k in 0..64 {
             // round half away from zero; |x| < 2^15 (8-bit samples)
             out[k] = (frac[k] + 0.5f32.copysign(frac[k])) as i32 as i16;
-        }
-        if !self.rd {
-            return;
         }
         // Zero a lone +-1 (both neighbours in zigzag order zero, or at the end) when the
         // distortion it saves is worth less than the bits it costs.
@@ -164,22 +207,15 @@ struct Plane {
     blocks: Vec<[i16; 64]>,
 }
 
-/// Converts RGB to YCbCr, subsamples chroma 2x2 by averaging, transforms and quantises.
-fn transform(rgb: &[u8], w: usize, h: usize, quality: u8, rd: bool) -> [Plane; 3] {
+/// Converts RGB to YCbCr, subsamples chroma 2x2 by averaging and transforms. The blocks hold
+/// the DCT coefficients times 8, rounded, in zigzag order (`quantize` replaces them by the
+/// quantised values): 1/16 of a DCT unit is far below any quantisation step, and 16 bits per
+/// coefficient keep the whole image in memory for the two-pass trellis.
+fn transform(rgb: &[u8], w: usize, h: usize) -> [Plane; 3] {
     let mcux = w.div_ceil(16);
     let mcuy = h.div_ceil(16);
     let pw = mcux * 16;
     let c = basis();
-    let luma = scaled_table(&LUMA_Q, quality);
-    let chroma = scaled_table(&CHROMA_Q, quality);
-    let mut qy = Quantizer::new(&luma, rd);
-    let mut qc = Quantizer::new(&chroma, rd);
-    // Lambda in squared DCT units per bit; tuned once for q82-ish settings, scaled with the
-    // table so that it tracks the quality setting.
-    let scale = f32::from(luma[0]) / 16.0;
-    // 2.0 measured best at q82 on the corpus renditions: -2.3 % bytes at equal PSNR.
-    qy.lambda = 2.0 * scale * scale * 16.0;
-    qc.lambda = qy.lambda;
     let mut ys = vec![0f32; pw * 16];
     let mut cbs = vec![0f32; pw * 16];
     let mut crs = vec![0f32; pw * 16];
@@ -206,7 +242,13 @@ fn transform(rgb: &[u8], w: usize, h: usize, quality: u8, rd: bool) -> [Plane; 3
         },
     ];
     let mut blk = [0f32; 64];
-    let mut q = [0i16; 64];
+    let store = |b: &[f32; 64]| {
+        let mut z = [0i16; 64];
+        for k in 0..64 {
+            z[k] = round(b[NATURAL[k]] * 8.0) as i16;
+        }
+        z
+    };
     for my in 0..mcuy {
         for r in 0..16 {
             let sy = (my * 16 + r).min(h - 1);
@@ -243,8 +285,7 @@ fn transform(rgb: &[u8], w: usize, h: usize, quality: u8, rd: bool) -> [Plane; 3
                     blk[y * 8..y * 8 + 8].copy_from_slice(&ys[s..s + 8]);
                 }
                 fdct(&c, &mut blk);
-                qy.quantize(&blk, &mut q);
-                planes[0].blocks.push(q);
+                planes[0].blocks.push(store(&blk));
             }
         }
         for (plane, src) in [(1, &cb2), (2, &cr2)] {
@@ -254,13 +295,140 @@ fn transform(rgb: &[u8], w: usize, h: usize, quality: u8, rd: bool) -> [Plane; 3
                     blk[y * 8..y * 8 + 8].copy_from_slice(&src[s..s + 8]);
                 }
                 fdct(&c, &mut blk);
-                qc.quantize(&blk, &mut q);
-                planes[plane].blocks.push(q);
+                planes[plane].blocks.push(store(&blk));
             }
         }
     }
     // Blocks of the two rows of one MCU row were pushed row by row: the Y grid is row-major.
     planes
+}
+
+/// How coefficients are quantised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quant {
+    /// To nearest, then lone +-1 dropped by rate-distortion (`Quantizer`).
+    Rd,
+    /// Trellis search (`trellis`), AC and DC.
+    Trellis,
+}
+
+/// Squared DCT-unit error worth one bit, per luma step squared. Measured: from 0.06 to 0.25
+/// the bytes at equal PSNR and SSIM change by under 2 %; 0.12 is near the best of both.
+const LAMBDA: f32 = 0.12;
+/// Activity masking of the trellis's luma distortion: a block's error weighs
+/// `(MASK + mean) / (MASK + energy)`, energy being its mean squared AC coefficient. SSIM
+/// forgives error in busy blocks and punishes it in flat ones (its error term is divided by
+/// the local variance); PSNR weighs all alike. 300 (DCT units squared) balances the two
+/// metrics: 30 gains 3 points of SSIM and loses 5 of PSNR, 3000 the reverse.
+const MASK: f32 = 300.0;
+/// Predecessors the AC trellis considers: 3 costs 0.17 % of bytes against an unlimited search
+/// (6: 0.001 %) for a quarter less trellis time.
+const K_PRED: usize = 3;
+
+/// Blocks of a plane in the order the interleaved DC scan codes them.
+fn dc_order(plane: &Plane, luma: bool) -> Vec<usize> {
+    let n = plane.blocks.len();
+    if !luma {
+        return (0..n).collect();
+    }
+    let mcux = plane.bw / 2;
+    let mcuy = n / plane.bw / 2;
+    let mut v = Vec::with_capacity(n);
+    for my in 0..mcuy {
+        for mx in 0..mcux {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    v.push((my * 2 + dy) * plane.bw + mx * 2 + dx);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Replaces the coefficients of `transform` by their quantised values (zigzag order).
+/// `tables`: luma and chroma, row-major.
+fn quantize(planes: &mut [Plane; 3], tables: [&[u16; 64]; 2], mode: Quant) {
+    if mode != Quant::Trellis {
+        // lambda in squared DCT units per bit, tuned at q82 on the corpus renditions
+        let scale = f32::from(tables[0][0]) / 16.0;
+        for (pi, plane) in planes.iter_mut().enumerate() {
+            let t = tables[usize::from(pi != 0)];
+            let mut qz = Quantizer::new(t);
+            qz.lambda = 2.0 * scale * scale * 16.0;
+            let mut f = [0f32; 64];
+            for b in plane.blocks.iter_mut() {
+                for k in 0..64 {
+                    f[k] = f32::from(b[k]) / 8.0;
+                }
+                qz.quantize(&f, b);
+            }
+        }
+        return;
+    }
+    // Both classes trade bits for error at the same rate, so that the chroma table alone sets
+    // the balance between them.
+    let q0 = f32::from(tables[0][0]);
+    let lambda = LAMBDA * q0 * q0;
+    for class in 0..2 {
+        let t = tables[class];
+        let mut tz = [0u16; 64];
+        let mut inv = [0f32; 64];
+        for k in 0..64 {
+            tz[k] = t[NATURAL[k]];
+            inv[k] = 1.0 / (8.0 * f32::from(tz[k]));
+        }
+        let unscaled = |b: &[i16; 64]| {
+            let mut y = [0f32; 64];
+            for k in 0..64 {
+                y[k] = f32::from(b[k]) * inv[k];
+            }
+            y
+        };
+        let tr = trellis::Trellis::new(&tz, lambda, K_PRED);
+        let range = if class == 0 { 0..1 } else { 1..3 };
+        // The rate model: symbol statistics of the rounded coefficients. A second pass on the
+        // trellis's own statistics gained 0.1 % for 50 % more trellis time.
+        let mut stats = trellis::Stats::new();
+        // Masking chroma by its own activity measured no better for either metric.
+        let mask = class == 0;
+        let mut energy = Vec::new();
+        for pi in range.clone() {
+            let mut prev = 0;
+            for b in &planes[pi].blocks {
+                let r = unscaled(b).map(|v| round(v) as i16);
+                stats.add_block(&r);
+                stats.add_dc_diff(i32::from(r[0]) - prev);
+                prev = i32::from(r[0]);
+                if mask {
+                    // mean squared AC coefficient, in DCT units
+                    let e: f32 = b[1..].iter().map(|&v| f32::from(v) * f32::from(v)).sum();
+                    energy.push(e / (64.0 * 63.0));
+                }
+            }
+        }
+        let rates = stats.rates();
+        let mean = energy.iter().sum::<f32>() / energy.len().max(1) as f32;
+        for pi in range {
+            let plane = &mut planes[pi];
+            let mut dcs = Vec::with_capacity(plane.blocks.len());
+            for (bi, b) in plane.blocks.iter_mut().enumerate() {
+                let w = if mask {
+                    (MASK + mean) / (MASK + energy[bi])
+                } else {
+                    1.0
+                };
+                let y = unscaled(b);
+                tr.quantize_ac(&y, w, &rates, b);
+                dcs.push(y[0]);
+            }
+            let order = dc_order(plane, class == 0);
+            let ydc: Vec<f32> = order.iter().map(|&i| dcs[i]).collect();
+            for (&i, &d) in order.iter().zip(&tr.quantize_dc(&ydc, &rates)) {
+                plane.blocks[i][0] = d;
+            }
+        }
+    }
 }
 
 /// One scan of the progression.
@@ -272,78 +440,29 @@ struct Scan {
     al: u8,
 }
 
-/// libjpeg's `jpeg_simple_progression` for three-component YCbCr.
-const SCRIPT: [Scan; 10] = [
+const fn sc(comps: &'static [usize], ss: usize, se: usize, ah: u8, al: u8) -> Scan {
     Scan {
-        comps: &[0, 1, 2],
-        ss: 0,
-        se: 0,
-        ah: 0,
-        al: 1,
-    },
-    Scan {
-        comps: &[0],
-        ss: 1,
-        se: 5,
-        ah: 0,
-        al: 2,
-    },
-    Scan {
-        comps: &[2],
-        ss: 1,
-        se: 63,
-        ah: 0,
-        al: 1,
-    },
-    Scan {
-        comps: &[1],
-        ss: 1,
-        se: 63,
-        ah: 0,
-        al: 1,
-    },
-    Scan {
-        comps: &[0],
-        ss: 6,
-        se: 63,
-        ah: 0,
-        al: 2,
-    },
-    Scan {
-        comps: &[0],
-        ss: 1,
-        se: 63,
-        ah: 2,
-        al: 1,
-    },
-    Scan {
-        comps: &[0, 1, 2],
-        ss: 0,
-        se: 0,
-        ah: 1,
-        al: 0,
-    },
-    Scan {
-        comps: &[2],
-        ss: 1,
-        se: 63,
-        ah: 1,
-        al: 0,
-    },
-    Scan {
-        comps: &[1],
-        ss: 1,
-        se: 63,
-        ah: 1,
-        al: 0,
-    },
-    Scan {
-        comps: &[0],
-        ss: 1,
-        se: 63,
-        ah: 1,
-        al: 0,
-    },
+        comps,
+        ss,
+        se,
+        ah,
+        al,
+    }
+}
+
+/// The progression, chosen by bytes on the corpus renditions among libjpeg's simple script
+/// and variants. Successive approximation is worth ~3 % over spectral selection alone, even
+/// after the trellis; splitting luma at 2 rather than 5 and one bit plane rather than two
+/// gained 0.3 %; a separate DC refinement cost more than its bit plane saved.
+const SCRIPT: [Scan; 8] = [
+    sc(&[0, 1, 2], 0, 0, 0, 0),
+    sc(&[0], 1, 2, 0, 1),
+    sc(&[0], 3, 63, 0, 1),
+    sc(&[2], 1, 63, 0, 1),
+    sc(&[1], 1, 63, 0, 1),
+    sc(&[2], 1, 63, 1, 0),
+    sc(&[1], 1, 63, 1, 0),
+    sc(&[0], 1, 63, 1, 0),
 ];
 
 /// A token: a Huffman symbol of table `t` (0 or 1) followed by `n` raw bits, or (t = 2) raw
@@ -650,12 +769,21 @@ fn marker(out: &mut Vec<u8>, m: u8, payload: &[u8]) {
 }
 
 /// Encodes 8-bit RGB (`w * h * 3` bytes; `w`, `h` in 1..=65535) as a progressive JPEG.
-pub fn encode(rgb: &[u8], w: u16, h: u16, quality: u8, rd: bool) -> Vec<u8> {
+pub fn encode(rgb: &[u8], w: u16, h: u16, quality: u8, mode: Quant) -> Vec<u8> {
     let (wu, hu) = (usize::from(w), usize::from(h));
     debug_assert_eq!(rgb.len(), wu * hu * 3);
-    let planes = transform(rgb, wu, hu, quality, rd);
-    let luma = scaled_table(&LUMA_Q, quality);
-    let chroma = scaled_table(&CHROMA_Q, quality);
+    let mut planes = transform(rgb, wu, hu);
+    let capped = |k: &[u16; 64], flat: &[u16; 64]| {
+        let (k, f) = (scaled_table(k, quality), scaled_table(flat, quality));
+        let mut t = [0u16; 64];
+        for i in 0..64 {
+            t[i] = k[i].min(f[i]);
+        }
+        t
+    };
+    let luma = capped(&ANNEX_K_LUMA, &FLAT_LUMA);
+    let chroma = capped(&ANNEX_K_CHROMA, &FLAT_CHROMA);
+    quantize(&mut planes, [&luma, &chroma], mode);
 
     let mut out = Vec::with_capacity(wu * hu / 4 + 1024);
     out.extend_from_slice(&[0xFF, 0xD8]);
@@ -819,7 +947,7 @@ mod tests {
     fn decodes_as_progressive_at_the_size_with_fidelity() {
         for (w, h) in [(1, 1), (67, 45), (16, 16), (300, 7)] {
             let rgb = photo_like(w, h);
-            for rd in [false, true] {
+            for rd in [Quant::Rd, Quant::Trellis] {
                 let out = encode(&rgb, w as u16, h as u16, 82, rd);
                 // SOF2: progressive DCT
                 assert!(out.windows(2).any(|m| m == [0xFF, 0xC2]));
@@ -827,7 +955,7 @@ mod tests {
                 assert_eq!((dw, dh), (w, h));
                 // 4:2:0 at q82 on this textured content: 29-40 dB; a broken stream is ~10 dB
                 let p = psnr(&rgb, &px);
-                assert!(p > 27.0, "{w}x{h} rd={rd}: {p:.1} dB");
+                assert!(p > 27.0, "{w}x{h} {rd:?}: {p:.1} dB");
             }
         }
     }
