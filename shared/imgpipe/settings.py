@@ -145,6 +145,10 @@ class Settings:
             "jpeg": JPEG_QUALITY,
             "webp": [WEBP_QUALITY, WEBP_METHOD],
             "palette": 1,
+            # The core's own output version: bumped when the same settings give other bytes
+            # (2: the JPEG encoder's capped tables and scan script), so re-renders get new
+            # immutable paths instead of colliding with the old files.
+            "core": 2,
             "crop": self.crop,
         }
         if "avif" in self.formats:
