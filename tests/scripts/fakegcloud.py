@@ -775,8 +775,11 @@ def handle(directory: str, argv: list[str]) -> tuple[int, str, str]:
         args = parse(argv)
     except Fail as exc:
         return exc.rc, "", str(exc) + "\n"
-    if args.path[:2] == ["functions", "deploy"]:  # deploys take a while: they overlap
-        time.sleep(float(os.environ.get("FAKE_GCLOUD_DEPLOY_SECONDS", "0.3")))
+    if args.path[:2] == ["functions", "deploy"]:
+        # Deploys take a while, so parallel ones overlap. Long enough that the seven
+        # interpreters of a parallel deploy have all started on a loaded 2-core machine
+        # before the first one ends (0.3 s was not, under a full test run).
+        time.sleep(float(os.environ.get("FAKE_GCLOUD_DEPLOY_SECONDS", "1.5")))
     rc, stdout, stderr = 0, "", ""
     with open(os.path.join(directory, "lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
