@@ -279,20 +279,7 @@ fn process(
         keep_pixels,
     };
     let specs = to_specs(renditions);
-    let external = decoded
-        .map(
-            |(buf, width, height, channels, stride, oriented)| -> PyResult<_> {
-                Ok(External {
-                    width,
-                    height,
-                    channels,
-                    stride,
-                    data: buf.to_vec(py)?,
-                    oriented,
-                })
-            },
-        )
-        .transpose()?;
+    let external = external(py, decoded)?;
     let done = without_gil(py, || {
         pipeline::process_decoded(data, external, &specs, &opts)
     })?;
